@@ -1,0 +1,27 @@
+# The README's two commands: `make demo` (the main job on built-in data) and `make test`.
+PYTHON ?= python
+PIP ?= $(PYTHON) -m pip
+export HF_HUB_OFFLINE = 1
+export HF_DATASETS_OFFLINE = 1
+export HF_EVALUATE_OFFLINE = 1
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: install system-deps test demo benchmark
+
+system-deps:
+	@command -v ffmpeg >/dev/null 2>&1 || { \
+	  echo "Installing ffmpeg (needed by torchcodec to decode audio)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+
+install: system-deps
+	$(PIP) install -q -c constraints.txt torch torchcodec
+	$(PIP) install -q -c constraints.txt -e ".[training,tests]"
+
+test: install
+	$(PYTHON) -m pytest -q tests
+
+demo: install
+	$(PYTHON) examples/demo.py --output_dir outputs/demo
+
+benchmark: install
+	$(PYTHON) benchmarks/run.py

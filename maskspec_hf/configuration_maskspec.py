@@ -1,0 +1,159 @@
+# Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
+"""MaskSpec model configuration."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+from transformers.utils import auto_docstring
+
+
+# Encoder shapes of the three sizes in the MaskSpec paper (PaSST's ViT shapes, 12 blocks each).
+# Base's FFN width is 3072 as in the official code; the paper's text says 2048.
+MASKSPEC_PRESETS = {
+    "tiny": {"hidden_size": 192, "num_attention_heads": 3, "intermediate_size": 768},
+    "small": {"hidden_size": 384, "num_attention_heads": 6, "intermediate_size": 1536},
+    "base": {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},
+}
+
+
+@auto_docstring(checkpoint="maskspec-hf/maskspec-small")
+@strict(accept_kwargs=True)
+class MaskSpecConfig(PreTrainedConfig):
+    r"""
+    num_mel_bins (`int`, *optional*, defaults to 128):
+        Number of mel bins of the input spectrogram (its frequency axis).
+    max_frames (`int`, *optional*, defaults to 1000):
+        Number of spectrogram frames in one model window: 1000 frames = 10 s at the 10 ms hop of the default
+        feature extractor. The model itself accepts any number of frames (its position information is sinusoidal);
+        this is the window used for training crops and for splitting longer audio at inference.
+    patch_size (`int`, *optional*, defaults to 16):
+        Side of the square, non-overlapping patches (frames x mel bins) the spectrogram is cut into. Trailing
+        frames or mel bins that do not fill a whole patch are cropped.
+    decoder_hidden_size (`int`, *optional*, defaults to 512):
+        Width of the pre-training decoder (the same for every encoder size).
+    decoder_num_hidden_layers (`int`, *optional*, defaults to 8):
+        Number of transformer blocks in the pre-training decoder.
+    decoder_num_attention_heads (`int`, *optional*, defaults to 16):
+        Number of attention heads in the pre-training decoder.
+    decoder_intermediate_size (`int`, *optional*, defaults to 2048):
+        Feed-forward width of the pre-training decoder.
+    mask_ratio (`float`, *optional*, defaults to 0.75):
+        Fraction of patches masked (removed from the encoder input) during pre-training; must lie in [0.05, 0.95].
+    norm_pix_loss (`bool`, *optional*, defaults to `True`):
+        Normalize every target patch by its own mean and standard deviation before the reconstruction loss, as the
+        official MaskSpec pre-training scripts do.
+    qkv_bias (`bool`, *optional*, defaults to `True`):
+        Whether the query, key and value projections have a bias.
+    classifier_dropout (`float`, *optional*, defaults to 0.0):
+        Dropout on the pooled embedding before the classification head.
+    patchout_ratio (`float`, *optional*, defaults to 0.0):
+        Fraction of patches dropped at random from the encoder input while fine-tuning a classifier (PaSST's
+        patchout, a regularizer): 0 disables it, otherwise in [0.05, 0.95]. Never applied in eval mode.
+    inference_window_overlap (`float`, *optional*, defaults to 0.5):
+        Overlap between consecutive `max_frames` windows when the classifier gets a longer input; the logits of
+        the windows are averaged.
+
+    Sizes from the paper are available by name: `MaskSpecConfig.from_preset("tiny" | "small" | "base")`. All use 12
+    encoder blocks; Tiny has width 192, 3 heads and FFN 768; Small 384, 6 heads, FFN 1536; Base 768, 12 heads and FFN
+    3072 (the official code's value; the paper's text says 2048).
+
+    Example:
+
+    ```python
+    >>> from maskspec_hf import MaskSpecConfig, MaskSpecForPreTraining
+
+    >>> configuration = MaskSpecConfig.from_preset("small")
+    >>> model = MaskSpecForPreTraining(configuration)
+    ```"""
+
+    model_type = "maskspec"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    num_mel_bins: int = 128
+    max_frames: int = 1000
+    patch_size: int = 16
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 8
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+    classifier_dropout: float | int = 0.0
+    patchout_ratio: float | int = 0.0
+    inference_window_overlap: float | int = 0.5
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check_values()
+
+    def _check_values(self):
+        positive = (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "num_mel_bins",
+            "max_frames",
+            "patch_size",
+            "decoder_hidden_size",
+            "decoder_num_hidden_layers",
+            "decoder_num_attention_heads",
+            "decoder_intermediate_size",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if not 0.05 <= self.mask_ratio <= 0.95:
+            raise ValueError(f"`mask_ratio` must lie in [0.05, 0.95], got {self.mask_ratio}.")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "patchout_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must lie in [0, 1), got {getattr(self, name)}.")
+        if not 0.0 <= self.inference_window_overlap < 1.0:
+            raise ValueError(f"`inference_window_overlap` must lie in [0, 1), got {self.inference_window_overlap}.")
+        for width, heads in (
+            ("hidden_size", "num_attention_heads"),
+            ("decoder_hidden_size", "decoder_num_attention_heads"),
+        ):
+            if getattr(self, width) % getattr(self, heads) != 0:
+                raise ValueError(
+                    f"`{width}` ({getattr(self, width)}) must be divisible by `{heads}` ({getattr(self, heads)})."
+                )
+        for name in ("hidden_size", "decoder_hidden_size"):
+            if getattr(self, name) % 4 != 0:
+                # Half the channels carry time, half frequency, each as sin/cos pairs.
+                raise ValueError(f"`{name}` must be divisible by 4 for the 2-D sinusoidal positions, got {getattr(self, name)}.")
+        if self.patchout_ratio != 0 and not 0.05 <= self.patchout_ratio <= 0.95:
+            raise ValueError(f"`patchout_ratio` must be 0 (off) or lie in [0.05, 0.95], got {self.patchout_ratio}.")
+        if self.patch_size > self.num_mel_bins or self.patch_size > self.max_frames:
+            raise ValueError(
+                f"`patch_size` ({self.patch_size}) must not exceed the spectrogram: num_mel_bins={self.num_mel_bins}, "
+                f"max_frames={self.max_frames}."
+            )
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "MaskSpecConfig":
+        """Config of one of the paper's sizes ("tiny", "small", "base"); keyword arguments override fields."""
+        key = name.lower().removeprefix("maskspec-")
+        if key not in MASKSPEC_PRESETS:
+            raise ValueError(f"Unknown MaskSpec preset {name!r}; choose one of {sorted(MASKSPEC_PRESETS)}.")
+        return cls(**{**MASKSPEC_PRESETS[key], **kwargs})
+
+    @property
+    def num_freq_patches(self) -> int:
+        return self.num_mel_bins // self.patch_size
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size * self.patch_size
+
+
+__all__ = ["MaskSpecConfig", "MASKSPEC_PRESETS"]

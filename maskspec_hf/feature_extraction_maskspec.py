@@ -1,0 +1,472 @@
+# Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
+"""MaskSpec feature extractor: PaSST's log-mel front end, computed batched in torch.
+
+This file is also copied next to saved models and loaded as remote code, so it imports only numpy, torch and
+transformers (soxr lazily, for resampling).
+"""
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank
+from transformers.utils import PaddingStrategy, TensorType, logging
+
+
+logger = logging.get_logger(__name__)
+
+
+class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns mono waveforms into normalized log-mel spectrograms of shape `[batch, frames, feature_size]`, the front end
+    of PaSST that MaskSpec uses: pre-emphasis, a centered STFT with reflect padding and a symmetric Hann window, a
+    Kaldi-scale mel filterbank, `log(mel + log_offset)` and `(x - mean) / std`.
+
+    The maths runs batched in torch and is batch-invariant: a clip gives the same features alone or in a padded batch.
+
+    Args:
+        feature_size (`int`, *optional*, defaults to 128):
+            Number of mel bins.
+        sampling_rate (`int`, *optional*, defaults to 32000):
+            Sampling rate (Hz) the audio must have.
+        padding_value (`float`, *optional*, defaults to 0.0):
+            Value of padded frames (0.0 is the mean of normalized features).
+        n_fft (`int`, *optional*, defaults to 1024):
+            FFT size.
+        win_length (`int`, *optional*, defaults to 800):
+            Window length in samples (25 ms at 32 kHz); the window is zero-padded to `n_fft`, centered.
+        hop_length (`int`, *optional*, defaults to 320):
+            Hop between frames in samples (10 ms at 32 kHz).
+        preemphasis (`float`, *optional*, defaults to 0.97):
+            Pre-emphasis coefficient, `y[t] = x[t + 1] - preemphasis * x[t]`; 0 disables it.
+        f_min (`float`, *optional*, defaults to 0.0):
+            Lowest mel filter edge in Hz.
+        f_max (`float`, *optional*, defaults to 15000.0):
+            Highest mel filter edge in Hz; at most `sampling_rate / 2`.
+        log_offset (`float`, *optional*, defaults to 1e-5):
+            Added to the mel energies before the log, so silence stays finite.
+        do_normalize (`bool`, *optional*, defaults to `True`):
+            Whether to apply `(x - mean) / std` to the log-mel values.
+        mean (`float`, *optional*, defaults to -4.5):
+            Mean of the log-mel values (PaSST's fixed value); `compute_normalization_stats` fits it to a dataset.
+        std (`float`, *optional*, defaults to 5.0):
+            Standard deviation of the log-mel values (PaSST's fixed value).
+        max_length_frames (`int`, *optional*, defaults to 1000):
+            Default `max_length` (in frames) for `padding="max_length"` and `truncation=True`; 1000 frames = 10 s.
+        return_attention_mask (`bool`, *optional*, defaults to `True`):
+            Whether `__call__` returns `attention_mask` (1 = real frame, 0 = padding) by default.
+    """
+
+    model_input_names = ["input_values", "attention_mask"]
+    # Shortest accepted clip in frames: one 16x16 patch of the model.
+    min_frames = 16
+
+    def __init__(
+        self,
+        feature_size: int = 128,
+        sampling_rate: int = 32000,
+        padding_value: float = 0.0,
+        n_fft: int = 1024,
+        win_length: int = 800,
+        hop_length: int = 320,
+        preemphasis: float = 0.97,
+        f_min: float = 0.0,
+        f_max: float = 15000.0,
+        log_offset: float = 1e-5,
+        do_normalize: bool = True,
+        mean: float = -4.5,
+        std: float = 5.0,
+        max_length_frames: int = 1000,
+        return_attention_mask: bool = True,
+        **kwargs,
+    ):
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.preemphasis = preemphasis
+        self.f_min = f_min
+        self.f_max = f_max
+        self.log_offset = log_offset
+        self.do_normalize = do_normalize
+        self.mean = mean
+        self.std = std
+        self.max_length_frames = max_length_frames
+        self._check_params()
+
+        # Built once; not serialized (see `to_dict`).
+        self.mel_filters = torch.from_numpy(
+            mel_filter_bank(
+                num_frequency_bins=n_fft // 2 + 1,
+                num_mel_filters=feature_size,
+                min_frequency=f_min,
+                max_frequency=f_max,
+                sampling_rate=sampling_rate,
+                norm=None,
+                mel_scale="kaldi",
+                triangularize_in_mel_space=True,
+            )
+        ).float()
+        # torch.stft zero-pads a shorter window to n_fft, centered.
+        left = (n_fft - win_length) // 2
+        self.window = torch.nn.functional.pad(
+            torch.hann_window(win_length, periodic=False), (left, n_fft - win_length - left)
+        )
+
+    def _check_params(self):
+        if self.feature_size < 1 or self.n_fft < 1 or self.hop_length < 1 or self.max_length_frames < 1:
+            raise ValueError("feature_size, n_fft, hop_length and max_length_frames must be positive integers.")
+        if not 1 <= self.win_length <= self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must lie in [1, n_fft] (n_fft={self.n_fft}).")
+        nyquist = self.sampling_rate / 2
+        if not 0 <= self.f_min < self.f_max <= nyquist:
+            raise ValueError(
+                f"Need 0 <= f_min < f_max <= sampling_rate / 2, got f_min={self.f_min}, f_max={self.f_max} at "
+                f"sampling_rate={self.sampling_rate}: pass e.g. f_max={nyquist}."
+            )
+        if self.log_offset <= 0:
+            raise ValueError(f"log_offset must be > 0 so that silence stays finite, got {self.log_offset}.")
+        if self.std <= 0:
+            raise ValueError(f"std must be > 0, got {self.std}.")
+
+    @property
+    def num_mel_bins(self) -> int:
+        """Number of mel bins (the same as `feature_size`)."""
+        return self.feature_size
+
+    @property
+    def min_num_samples(self) -> int:
+        """Fewest raw samples a clip needs: `min_frames` frames, and more than `n_fft // 2` samples to reflect."""
+        needed = max((self.min_frames - 1) * self.hop_length, self.n_fft // 2 + 1)
+        return needed + (1 if self.preemphasis else 0)
+
+    def frames_for_samples(self, num_samples: int) -> int:
+        """Number of frames produced for a clip of `num_samples` raw samples (at `sampling_rate`)."""
+        length = int(num_samples) - (1 if self.preemphasis else 0)
+        return 1 + length // self.hop_length if length > 0 else 0
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        # Derived tensors: rebuilt from the parameters in __init__.
+        output.pop("mel_filters", None)
+        output.pop("window", None)
+        return output
+
+    # ------------------------------------------------------------------ input checks
+
+    def _check_rate(self, sampling_rate: int | None, resample: bool, warn_once: bool = False) -> int:
+        """Returns the rate of the input, raising when it differs from ours and `resample` is off."""
+        if sampling_rate is None:
+            warn = logger.warning_once if warn_once else logger.warning
+            warn(
+                f"It is strongly recommended to pass the `sampling_rate` argument to `{type(self).__name__}()`; "
+                f"assuming {self.sampling_rate} Hz. Failing to do so can result in silent errors."
+            )
+            return self.sampling_rate
+        if sampling_rate != self.sampling_rate and not resample:
+            raise ValueError(
+                f"Wrong sampling rate: got {sampling_rate} Hz, expected {self.sampling_rate} Hz: resample first, e.g. "
+                f"dataset.cast_column('audio', datasets.Audio(sampling_rate={self.sampling_rate})), or pass "
+                "resample=True."
+            )
+        return sampling_rate
+
+    def _to_waveform(self, audio, name: str) -> np.ndarray:
+        """Validates one clip and returns it as a 1-D float32 array; `name` says which clip in messages."""
+        if isinstance(audio, torch.Tensor):
+            if audio.is_complex():
+                kind = "c"
+            elif audio.dtype == torch.bool:
+                kind = "b"
+            elif not audio.is_floating_point():
+                kind = "i"
+            else:
+                kind = "f"
+                audio = audio.detach().cpu().float().numpy()
+            dtype = str(audio.dtype)
+        else:
+            try:
+                audio = np.asarray(audio)
+            except ValueError as err:  # ragged nested lists
+                raise ValueError(f"{name} is not a 1-D sequence of floats: {err}") from err
+            kind, dtype = audio.dtype.kind, str(audio.dtype)
+
+        if len(audio.shape) != 1:
+            raise ValueError(
+                f"{name} has shape {tuple(audio.shape)}, but MaskSpec expects mono 1-D waveforms: downmix "
+                "multi-channel audio with `audio.mean(axis=0)` (channels first) and pass a batch as a list of 1-D "
+                "arrays."
+            )
+        if kind in "iu":
+            raise ValueError(
+                f"{name} has integer dtype {dtype}, but MaskSpec expects float waveforms in [-1, 1]: convert it, e.g. "
+                "`audio.astype(np.float32) / 32768` for int16 PCM, or read files with "
+                "soundfile.read(path, dtype='float32')."
+            )
+        if kind == "c":
+            raise ValueError(f"{name} has complex dtype {dtype}: MaskSpec expects real float waveforms, not spectra.")
+        if kind == "b":
+            raise ValueError(f"{name} has bool dtype: MaskSpec expects float waveforms in [-1, 1].")
+        if kind != "f":
+            raise ValueError(
+                f"{name} has dtype {dtype} (object or string?): MaskSpec expects numeric float waveforms, e.g. "
+                "from soundfile.read(path, dtype='float32')."
+            )
+        if audio.size == 0:
+            raise ValueError(f"{name} is empty: remove empty clips from the input.")
+        if not np.isfinite(audio).all():
+            raise ValueError(f"{name} contains NaN or Inf values: fix or drop the clip.")
+        return audio.astype(np.float32, copy=False)
+
+    def _check_length(self, audio: np.ndarray, name: str):
+        if len(audio) < self.min_num_samples:
+            raise ValueError(
+                f"{name} is too short: {len(audio)} samples ({len(audio) / self.sampling_rate:.3f} s at "
+                f"{self.sampling_rate} Hz), but MaskSpec needs at least {self.min_frames} frames (one patch), i.e. "
+                f"{self.min_num_samples} samples = {self.min_num_samples / self.sampling_rate:.3f} s: pad it "
+                "(e.g. np.pad) or drop it."
+            )
+
+    def _prepare(self, clips: list, names: list[str], sampling_rate: int) -> list[np.ndarray]:
+        """Validates (and resamples when `sampling_rate` differs) a list of clips."""
+        waves = [self._to_waveform(clip, name) for clip, name in zip(clips, names)]
+        if sampling_rate != self.sampling_rate:
+            import soxr  # only needed for resampling
+
+            waves = [soxr.resample(w, sampling_rate, self.sampling_rate).astype(np.float32, copy=False) for w in waves]
+        for wave, name in zip(waves, names):
+            self._check_length(wave, name)
+        return waves
+
+    # ------------------------------------------------------------------ features
+
+    def _log_mel(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalized log-mels `[batch, frames, feature_size]` and frame counts `[batch]` of validated clips.
+
+        Frames past a clip's own count hold garbage; callers mask them.
+        """
+        lengths = torch.tensor([len(w) for w in waves])
+        x = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
+        for i, wave in enumerate(waves):
+            x[i, : len(wave)] = wave
+        x = torch.from_numpy(x)
+        if self.preemphasis:
+            x = x[:, 1:] - self.preemphasis * x[:, :-1]
+            lengths = lengths - 1
+        num_frames = 1 + lengths // self.hop_length
+
+        # Centered STFT with reflect padding, like torch.stft(center=True, pad_mode="reflect"), but each clip reflects
+        # its own last samples rather than the batch padding, so results do not depend on the batch.
+        pad = self.n_fft // 2
+        total = (int(num_frames.max()) - 1) * self.hop_length + self.n_fft
+        index = (torch.arange(total) - pad).abs().expand(len(waves), total)
+        last = (lengths - 1).unsqueeze(1)
+        index = torch.where(index > last, 2 * last - index, index).clamp(0, x.shape[1] - 1)
+        frames = torch.gather(x, 1, index).unfold(1, self.n_fft, self.hop_length)
+        spectrum = torch.fft.rfft(frames * self.window, dim=-1)
+        power = spectrum.real.square() + spectrum.imag.square()
+        mel = power @ self.mel_filters
+        return torch.log(mel + self.log_offset), num_frames
+
+    def _normalize(self, log_mel: torch.Tensor) -> torch.Tensor:
+        return (log_mel - self.mean) / self.std if self.do_normalize else log_mel
+
+    def __call__(
+        self,
+        raw_speech: np.ndarray | torch.Tensor | list[float] | list[np.ndarray | torch.Tensor | list[float]],
+        sampling_rate: int | None = None,
+        padding: bool | str | PaddingStrategy = "longest",
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | TensorType | None = None,
+        resample: bool = False,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Computes normalized log-mel features of one clip or a batch of clips.
+
+        Args:
+            raw_speech: One mono waveform (1-D `np.ndarray`, `torch.Tensor` or list of floats, values in [-1, 1]) or
+                a list of them.
+            sampling_rate: Rate of `raw_speech` in Hz; strongly recommended, to catch mismatched audio.
+            padding: `"longest"`/`True` pads to the longest clip, `"max_length"` to `max_length` frames (or to the
+                longest clip, if longer and not truncated), `False`/`"do_not_pad"` returns one array per clip.
+            max_length: Frames for `padding="max_length"` and `truncation`; defaults to `max_length_frames`.
+            truncation: Keep only the first `max_length` frames of each clip.
+            pad_to_multiple_of: Round the padded number of frames up to a multiple of this.
+            return_attention_mask: Whether to return `attention_mask`; defaults to `self.return_attention_mask`.
+            return_tensors: `"pt"`, `"np"`, or `None` for lists of numpy arrays.
+            resample: Resample with soxr when `sampling_rate` differs from `self.sampling_rate` instead of raising.
+
+        Returns:
+            [`BatchFeature`] with `input_values` (`[batch, frames, feature_size]`, float32) and `attention_mask`
+            (`[batch, frames]`, int32, 1 = real frame).
+        """
+        if kwargs:
+            logger.warning(f"{type(self).__name__} ignores unsupported arguments: {sorted(kwargs)}.")
+        sampling_rate = self._check_rate(sampling_rate, resample)
+        padding = PaddingStrategy({True: "longest", False: "do_not_pad"}.get(padding, padding))
+        max_length = self.max_length_frames if max_length is None else max_length
+        if return_attention_mask is None:
+            return_attention_mask = self.return_attention_mask
+
+        is_batched = isinstance(raw_speech, (list, tuple)) and any(
+            isinstance(clip, (list, tuple, torch.Tensor)) or (isinstance(clip, np.ndarray) and clip.ndim > 0)
+            for clip in raw_speech
+        )
+        clips = list(raw_speech) if is_batched else [raw_speech]
+        names = [f"clip {i}" for i in range(len(clips))] if is_batched else ["the audio"]
+        waves = self._prepare(clips, names, sampling_rate)
+
+        if truncation:
+            # Samples beyond this never reach the first `max_length` frames, so cropping early is exact and cheap.
+            keep = (max_length - 1) * self.hop_length + self.n_fft + (1 if self.preemphasis else 0)
+            waves = [w[:keep] for w in waves]
+        log_mel, num_frames = self._log_mel(waves)
+        features = self._normalize(log_mel)
+        if truncation:
+            features, num_frames = features[:, :max_length], num_frames.clamp(max=max_length)
+
+        if padding == PaddingStrategy.DO_NOT_PAD:
+            num_padded = features.shape[1]
+        else:
+            num_padded = int(num_frames.max())
+            if padding == PaddingStrategy.MAX_LENGTH:
+                num_padded = max(num_padded, max_length)
+            if pad_to_multiple_of:
+                num_padded = math.ceil(num_padded / pad_to_multiple_of) * pad_to_multiple_of
+            if num_padded > features.shape[1]:
+                features = torch.nn.functional.pad(features, (0, 0, 0, num_padded - features.shape[1]))
+        mask = torch.arange(num_padded) < num_frames.unsqueeze(1)
+        features = features.masked_fill(~mask.unsqueeze(-1), self.padding_value).contiguous()
+        mask = mask.int()
+
+        if padding == PaddingStrategy.DO_NOT_PAD:
+            features = [f[:n] for f, n in zip(features, num_frames.tolist())]
+            mask = [m[:n] for m, n in zip(mask, num_frames.tolist())]
+            if return_tensors is not None and len(set(num_frames.tolist())) > 1:
+                raise ValueError(
+                    "padding=False gives clips of different lengths, which cannot be stacked into tensors: pass "
+                    "padding='longest' or return_tensors=None."
+                )
+        data = {"input_values": features}
+        if return_attention_mask:
+            data["attention_mask"] = mask
+        return BatchFeature(self._to_output(data, return_tensors))
+
+    @staticmethod
+    def _to_output(data: dict, return_tensors: str | TensorType | None) -> dict:
+        """Torch tensors (or lists of them) -> stacked `pt`/`np` tensors, or lists of numpy arrays."""
+        tensor_type = None if return_tensors is None else TensorType(return_tensors)
+        output = {}
+        for key, value in data.items():
+            if tensor_type is not None and isinstance(value, list):
+                value = torch.stack(value)
+            if tensor_type == TensorType.PYTORCH:
+                output[key] = value
+            elif tensor_type == TensorType.NUMPY:
+                output[key] = value.numpy()
+            elif tensor_type is None:
+                output[key] = [v.numpy() for v in value]
+            else:
+                raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
+        return output
+
+    # ------------------------------------------------------------------ normalization statistics
+
+    def _iter_clips(self, audio, sampling_rate: int | None, audio_column: str):
+        """Yields `(waveform, rate)` from arrays, `{"array", "sampling_rate"}` dicts, decoders or dataset rows."""
+        if isinstance(audio, (np.ndarray, torch.Tensor)) and audio.ndim == 1:
+            audio = [audio]
+        elif hasattr(audio, "select_columns") and audio_column in (getattr(audio, "column_names", None) or ()):
+            audio = audio.select_columns(audio_column)  # skip decoding other columns
+        for item in audio:
+            if isinstance(item, Mapping) and audio_column in item:
+                item = item[audio_column]
+            if isinstance(item, Mapping):
+                if "array" not in item:
+                    raise ValueError(
+                        f"Cannot find audio in a row with keys {sorted(item)}: pass audio_column=<name of the audio "
+                        "column>, or rows holding {'array': ..., 'sampling_rate': ...} dicts or audio decoders."
+                    )
+                yield item["array"], item.get("sampling_rate")
+            elif hasattr(item, "get_all_samples"):
+                samples = item.get_all_samples()
+                # torchcodec decoders give [channels, samples]: downmix to mono.
+                yield samples.data.mean(dim=0), samples.sample_rate
+            else:
+                yield item, sampling_rate
+
+    def compute_normalization_stats(
+        self,
+        audio: Iterable,
+        sampling_rate: int | None = None,
+        audio_column: str = "audio",
+        max_clips: int | None = None,
+        batch_size: int = 16,
+        update: bool = True,
+    ) -> tuple[float, float]:
+        """
+        Global mean and standard deviation of the (unnormalized) log-mel values of a set of clips.
+
+        `audio` is a list of 1-D arrays at `sampling_rate`, or an iterable / `datasets.Dataset` / `IterableDataset`
+        whose rows hold `row[audio_column]` as a `{"array", "sampling_rate"}` dict or a torchcodec `AudioDecoder`
+        (multi-channel decoded audio is downmixed). Clips at another rate are resampled with soxr. Only real frames
+        count. With `update=True` the result is stored in `self.mean` / `self.std`, so `save_pretrained` keeps it.
+
+        Returns:
+            `(mean, std)` as floats.
+        """
+        count, mean, m2 = 0, 0.0, 0.0
+
+        def accumulate(waves):
+            nonlocal count, mean, m2
+            log_mel, num_frames = self._log_mel(waves)
+            mask = torch.arange(log_mel.shape[1]) < num_frames.unsqueeze(1)
+            values = log_mel[mask].double()
+            # Chan et al.'s parallel update: merge this batch's (count, mean, M2) into the running totals.
+            n = values.numel()
+            batch_mean = values.mean().item()
+            batch_m2 = (values - batch_mean).square().sum().item()
+            delta = batch_mean - mean
+            total = count + n
+            mean += delta * n / total
+            m2 += batch_m2 + delta**2 * count * n / total
+            count = total
+
+        pending: dict[int, list] = {}  # rate -> [(index, clip)]
+        num_clips = 0
+        for index, (clip, rate) in enumerate(self._iter_clips(audio, sampling_rate, audio_column)):
+            if max_clips is not None and index >= max_clips:
+                break
+            rate = self._check_rate(rate, resample=True, warn_once=True)
+            group = pending.setdefault(int(rate), [])
+            group.append((index, clip))
+            num_clips += 1
+            if len(group) == batch_size:
+                accumulate(self._prepare([c for _, c in group], [f"clip {i}" for i, _ in group], int(rate)))
+                group.clear()
+        for rate, group in pending.items():
+            if group:
+                accumulate(self._prepare([c for _, c in group], [f"clip {i}" for i, _ in group], rate))
+        if count == 0:
+            raise ValueError("compute_normalization_stats got no audio: pass at least one clip.")
+
+        std = math.sqrt(m2 / count)
+        if update:
+            self.mean, self.std = mean, std
+        logger.info(f"Log-mel statistics over {num_clips} clips ({count} values): mean={mean:.4f}, std={std:.4f}")
+        return mean, std
+
+
+__all__ = ["MaskSpecFeatureExtractor"]

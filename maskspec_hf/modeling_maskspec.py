@@ -1,0 +1,696 @@
+# Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch MaskSpec: masked spectrogram modeling (Chong et al. 2022; Niizumi et al. 2021 MSM-MAE).
+
+Data flows one way: spectrogram -> `patchify` -> patch projection + 2-D sinusoidal positions -> `random_masking`
+(masked patches are removed) -> encoder -> decoder (mask token at masked positions) -> `reconstruction_loss`.
+
+This file is copied next to saved checkpoints and loaded as remote code, so it imports only torch, transformers and
+its own configuration file.
+"""
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_maskspec import MaskSpecConfig
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The method, one small function per step
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def patchify(spectrogram: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Cut `[batch, frames, mel]` into non-overlapping `patch_size` x `patch_size` patches.
+
+    Trailing frames and mel bins that do not fill a whole patch are cropped (n = floor(T/p) * floor(F/p), as in the
+    paper). Patches are ordered time-major (index = time_patch * num_freq_patches + freq_patch) and each is flattened
+    frames-first to `patch_size**2` values. Returns the patches `[batch, n, p*p]` and the grid `(time, freq)`.
+    """
+    batch_size, num_frames, num_bins = spectrogram.shape
+    grid = (num_frames // patch_size, num_bins // patch_size)
+    if grid[0] == 0 or grid[1] == 0:
+        raise ValueError(
+            f"The spectrogram ({num_frames} frames x {num_bins} mel bins) is smaller than one {patch_size}x{patch_size} "
+            "patch; give at least `patch_size` frames and mel bins."
+        )
+    cropped = spectrogram[:, : grid[0] * patch_size, : grid[1] * patch_size]
+    patches = cropped.reshape(batch_size, grid[0], patch_size, grid[1], patch_size).permute(0, 1, 3, 2, 4)
+    return patches.reshape(batch_size, grid[0] * grid[1], patch_size * patch_size), grid
+
+
+def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Inverse of `patchify`: `[batch, n, p*p]` -> `[batch, grid_t * p, grid_f * p]`."""
+    batch_size = patches.shape[0]
+    spectrogram = patches.reshape(batch_size, grid[0], grid[1], patch_size, patch_size).permute(0, 1, 3, 2, 4)
+    return spectrogram.reshape(batch_size, grid[0] * patch_size, grid[1] * patch_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _sinusoidal_table(num_time: int, num_freq: int, dim: int) -> torch.Tensor:
+    # Half of the channels encode the time index, half the frequency index, each as sin/cos at geometric frequencies.
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    time = torch.arange(num_time, dtype=torch.float64)[:, None, None] * omega
+    freq = torch.arange(num_freq, dtype=torch.float64)[None, :, None] * omega
+    time = time.expand(num_time, num_freq, quarter)
+    freq = freq.expand(num_time, num_freq, quarter)
+    table = torch.cat([time.sin(), time.cos(), freq.sin(), freq.cos()], dim=-1)
+    return table.reshape(num_time * num_freq, 4 * quarter).float()
+
+
+def sinusoidal_position_embedding(grid: tuple[int, int], dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Fixed 2-D sinusoidal positions `[grid_t * grid_f, dim]` in `patchify`'s order; any number of frames works."""
+    return _sinusoidal_table(grid[0], grid[1], dim).to(device=device, dtype=dtype)
+
+
+def random_masking(
+    batch_size: int, num_patches: int, mask_ratio: float, noise: torch.Tensor | None = None, device=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Choose floor(num_patches * mask_ratio) patches per sample to mask, uniformly at random.
+
+    The patches with the smallest `noise` stay visible (pass `noise` `[batch, num_patches]` for deterministic masks).
+    Returns `ids_keep` `[batch, n_visible]` (visible patch indices, in shuffled order), `mask` `[batch, num_patches]`
+    (1 = masked, 0 = visible, in patch order) and `ids_restore` `[batch, num_patches]`, which puts
+    `[visible tokens, mask tokens]` back into patch order.
+    """
+    num_masked = math.floor(num_patches * mask_ratio)
+    num_keep = num_patches - num_masked
+    if noise is None:
+        noise = torch.rand(batch_size, num_patches, device=device)
+    elif noise.shape != (batch_size, num_patches):
+        raise ValueError(f"`noise` must have shape {(batch_size, num_patches)}, got {tuple(noise.shape)}.")
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = (ids_restore >= num_keep).to(noise.dtype if noise.is_floating_point() else torch.float32)
+    return ids_shuffle[:, :num_keep], mask, ids_restore
+
+
+def frames_to_patch_mask(attention_mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Frame-level padding mask `[batch, frames]` -> patch-level `[batch, n]` (bool).
+
+    A row of patches counts as real when all its frames are real, so a padded clip yields exactly the patches the
+    same clip yields alone (whose trailing partial patch is cropped).
+    """
+    valid_frames = attention_mask[:, : grid[0] * patch_size].bool()
+    valid_rows = valid_frames.reshape(attention_mask.shape[0], grid[0], patch_size).all(dim=-1)
+    return valid_rows[:, :, None].expand(-1, -1, grid[1]).reshape(attention_mask.shape[0], -1)
+
+
+def reconstruction_loss(
+    predictions: torch.Tensor,
+    target_patches: torch.Tensor,
+    mask: torch.Tensor,
+    norm_pix_loss: bool = True,
+    patch_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error over the masked (and real) patches only.
+
+    With `norm_pix_loss`, each target patch is normalized by its own mean and std first (the official MaskSpec
+    pre-training scripts do this; it helps the representation, as in MAE).
+    """
+    if norm_pix_loss:
+        mean = target_patches.mean(dim=-1, keepdim=True)
+        var = target_patches.var(dim=-1, keepdim=True)
+        target_patches = (target_patches - mean) / (var + 1.0e-6) ** 0.5
+    per_patch = ((predictions.float() - target_patches.float()) ** 2).mean(dim=-1)
+    weight = mask.float() if patch_mask is None else mask.float() * patch_mask.float()
+    return (per_patch * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+@auto_docstring(custom_intro="Output of the MaskSpec encoder.")
+class MaskSpecModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+        Encoder output for the visible patches (all patches when no masking was asked for).
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        Mean of `last_hidden_state` over the real (non-padding) patches.
+    mask (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
+        1 for masked (removed) patches, 0 for visible ones; `None` without masking.
+    ids_restore (`torch.LongTensor` of shape `(batch_size, num_patches)`, *optional*):
+        Indices that put `[visible tokens, mask tokens]` back into patch order; `None` without masking.
+    patch_attention_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        Which tokens of `last_hidden_state` come from real frames (not padding); `None` when all do.
+    grid (`tuple[int, int]`):
+        Number of patches along time and frequency.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    patch_attention_mask: torch.BoolTensor | None = None
+    grid: tuple[int, int] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+@auto_docstring(custom_intro="Output of MaskSpec pre-training.")
+class MaskSpecForPreTrainingOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`):
+        Mean squared reconstruction error over the masked patches.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_patches, patch_size ** 2)`):
+        Reconstructed patches (per-patch normalized when `config.norm_pix_loss`).
+    mask (`torch.FloatTensor` of shape `(batch_size, num_patches)`):
+        1 for masked patches, 0 for visible ones.
+    ids_restore (`torch.LongTensor` of shape `(batch_size, num_patches)`):
+        Indices that restore the original patch order.
+    grid (`tuple[int, int]`):
+        Number of patches along time and frequency.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    mask: torch.FloatTensor | None = None
+    ids_restore: torch.LongTensor | None = None
+    grid: tuple[int, int] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class MaskSpecAttention(nn.Module):
+    """Multi-head self-attention; the kernel (SDPA, eager, flash, ...) comes from `ALL_ATTENTION_FUNCTIONS`."""
+
+    def __init__(self, config: MaskSpecConfig, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        # One fused projection: a single larger matmul is faster than three on CPU and GPU.
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, seq_len, _ = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = self.proj(attn_output.reshape(batch_size, seq_len, -1))
+        return attn_output, attn_weights
+
+
+class MaskSpecMLP(nn.Module):
+    def __init__(self, config: MaskSpecConfig, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class MaskSpecLayer(GradientCheckpointingLayer):
+    """Pre-norm ViT block; the encoder and the decoder both use it, with their own widths."""
+
+    def __init__(self, config: MaskSpecConfig, hidden_size: int, num_heads: int, intermediate_size: int):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.attention = MaskSpecAttention(config, hidden_size, num_heads)
+        self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MaskSpecMLP(config, hidden_size, intermediate_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
+        attn_output, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
+        hidden_states = hidden_states + self.dropout(attn_output)
+        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+
+
+class MaskSpecPatchEmbeddings(nn.Module):
+    """Linear projection of flattened p x p patches to the encoder width."""
+
+    def __init__(self, config: MaskSpecConfig):
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.projection = nn.Linear(config.patch_dim, config.hidden_size)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.projection(patches)
+
+
+class MaskSpecDecoder(nn.Module):
+    """Pre-training decoder: mask tokens at the masked positions, positions again, 8 blocks, linear to p*p values."""
+
+    def __init__(self, config: MaskSpecConfig):
+        super().__init__()
+        self.config = config
+        self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        self.layers = nn.ModuleList(
+            [
+                MaskSpecLayer(
+                    config,
+                    config.decoder_hidden_size,
+                    config.decoder_num_attention_heads,
+                    config.decoder_intermediate_size,
+                )
+                for _ in range(config.decoder_num_hidden_layers)
+            ]
+        )
+        self.norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.pred = nn.Linear(config.decoder_hidden_size, config.patch_dim)
+
+    def forward(
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.Tensor,
+        grid: tuple[int, int],
+        patch_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        hidden_states = self.decoder_embed(latent)
+        batch_size, num_visible, width = hidden_states.shape
+        mask_tokens = self.mask_token.expand(batch_size, ids_restore.shape[1] - num_visible, width)
+        hidden_states = torch.cat([hidden_states, mask_tokens], dim=1)
+        hidden_states = torch.gather(hidden_states, 1, ids_restore[:, :, None].expand(-1, -1, width))
+        hidden_states = hidden_states + sinusoidal_position_embedding(
+            grid, width, device=hidden_states.device, dtype=hidden_states.dtype
+        )
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask)
+        return self.pred(self.norm(hidden_states))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@auto_docstring
+class MaskSpecPreTrainedModel(PreTrainedModel):
+    config: MaskSpecConfig
+    base_model_prefix = "maskspec"
+    main_input_name = "input_values"
+    input_modalities = ("audio",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MaskSpecLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_record_outputs = {
+        "hidden_states": MaskSpecLayer,
+        "attentions": MaskSpecAttention,
+    }
+    _input_embed_layer = "patch_embeddings"
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        # As in MAE: xavier-uniform linear layers (the patch projection included), zero biases, unit LayerNorms.
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, MaskSpecDecoder):
+            init.normal_(module.mask_token, std=self.config.initializer_range)
+
+
+def _check_mask_ratio(mask_ratio: float) -> None:
+    if not 0.05 <= mask_ratio <= 0.95:
+        raise ValueError(f"`mask_ratio` must lie in [0.05, 0.95], got {mask_ratio}.")
+
+
+@auto_docstring
+class MaskSpecModel(MaskSpecPreTrainedModel):
+    def __init__(self, config: MaskSpecConfig):
+        super().__init__(config)
+        self.config = config
+        self.patch_embeddings = MaskSpecPatchEmbeddings(config)
+        self.layers = nn.ModuleList(
+            [
+                MaskSpecLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size)
+                for _ in range(config.num_hidden_layers)
+            ]
+        )
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> MaskSpecPatchEmbeddings:
+        return self.patch_embeddings
+
+    def check_input_values(self, input_values: torch.Tensor) -> None:
+        if input_values is None or input_values.ndim != 3 or input_values.shape[-1] != self.config.num_mel_bins:
+            shape = None if input_values is None else tuple(input_values.shape)
+            raise ValueError(
+                f"`input_values` must be a log-mel spectrogram of shape [batch, frames, {self.config.num_mel_bins}] "
+                f"(from MaskSpecFeatureExtractor), got shape {shape}."
+            )
+        if input_values.shape[1] < self.config.patch_size:
+            raise ValueError(
+                f"`input_values` has {input_values.shape[1]} frames, fewer than one patch ({self.config.patch_size})."
+            )
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    @auto_docstring
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskSpecModelOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
+            Normalized log-mel spectrogram from [`MaskSpecFeatureExtractor`]. Any number of frames (at least
+            `patch_size`) works; trailing frames that do not fill a patch are cropped.
+        attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
+            1 for real frames, 0 for padding (from the feature extractor). Padded patches are ignored by attention
+            and pooling.
+        mask_ratio (`float`, *optional*):
+            Mask (remove) this fraction of patches at random before the encoder, in [0.05, 0.95]. No masking when
+            `None` (the default, used for embeddings and classification).
+        noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
+            Drives the masking (patches with the smallest noise stay visible), for deterministic masks.
+        """
+        self.check_input_values(input_values)
+        patch_size = self.config.patch_size
+        patches, grid = patchify(input_values, patch_size)
+        hidden_states = self.patch_embeddings(patches)
+        hidden_states = hidden_states + sinusoidal_position_embedding(
+            grid, self.config.hidden_size, device=hidden_states.device, dtype=hidden_states.dtype
+        )
+        patch_mask = None
+        if attention_mask is not None:
+            patch_mask = frames_to_patch_mask(attention_mask, grid, patch_size)
+            if bool(patch_mask.all()):
+                patch_mask = None
+
+        mask = ids_restore = None
+        if mask_ratio is not None or noise is not None:
+            mask_ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+            _check_mask_ratio(mask_ratio)
+            ids_keep, mask, ids_restore = random_masking(
+                hidden_states.shape[0], hidden_states.shape[1], mask_ratio, noise=noise, device=hidden_states.device
+            )
+            hidden_states = torch.gather(hidden_states, 1, ids_keep[:, :, None].expand(-1, -1, hidden_states.shape[-1]))
+            if patch_mask is not None:
+                patch_mask = torch.gather(patch_mask, 1, ids_keep)
+
+        encoder_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, encoder_mask, **kwargs)
+        sequence_output = self.layernorm(hidden_states)
+
+        if patch_mask is None:
+            pooled_output = sequence_output.mean(dim=1)
+        else:
+            weights = patch_mask.to(sequence_output.dtype)[:, :, None]
+            pooled_output = (sequence_output * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+        return MaskSpecModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            mask=mask,
+            ids_restore=ids_restore,
+            patch_attention_mask=patch_mask,
+            grid=grid,
+        )
+
+
+@auto_docstring(
+    custom_intro="""
+    MaskSpec encoder with the reconstruction decoder on top, for self-supervised masked spectrogram pre-training.
+    """
+)
+class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
+    def __init__(self, config: MaskSpecConfig):
+        super().__init__(config)
+        self.maskspec = MaskSpecModel(config)
+        self.decoder = MaskSpecDecoder(config)
+        self.post_init()
+
+    def patchify(self, input_values: torch.Tensor) -> torch.Tensor:
+        """`[batch, frames, mel]` -> `[batch, n, p*p]` (the reconstruction targets)."""
+        return patchify(input_values, self.config.patch_size)[0]
+
+    def unpatchify(self, patches: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """`[batch, n, p*p]` -> spectrogram `[batch, frames', mel']` covering the whole patches of `num_frames`."""
+        grid = (num_frames // self.config.patch_size, self.config.num_freq_patches)
+        return unpatchify(patches, grid, self.config.patch_size)
+
+    def reconstruct_spectrogram(
+        self, input_values: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Spectrograms for figures: (original, masked input, reconstruction with the masked patches filled in).
+
+        All three cover the whole patches of the input. With `norm_pix_loss` the predictions are per-patch
+        normalized, so they are mapped back with each original patch's mean and std (as MAE's figures do).
+        Masked patches are NaN in the masked input (draw them blank).
+        """
+        target = self.patchify(input_values)
+        predictions = logits.to(target.dtype)
+        if self.config.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            std = (target.var(dim=-1, keepdim=True) + 1.0e-6) ** 0.5
+            predictions = predictions * std + mean
+        masked = mask.bool()[:, :, None]
+        num_frames = input_values.shape[1]
+        original = self.unpatchify(target, num_frames)
+        masked_input = self.unpatchify(target.masked_fill(masked, float("nan")), num_frames)
+        reconstruction = self.unpatchify(torch.where(masked, predictions, target), num_frames)
+        return original, masked_input, reconstruction
+
+    @can_return_tuple
+    @auto_docstring
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskSpecForPreTrainingOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
+            Normalized log-mel spectrogram from [`MaskSpecFeatureExtractor`].
+        attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
+            1 for real frames, 0 for padding; padded patches are left out of attention and of the loss.
+        mask_ratio (`float`, *optional*):
+            Overrides `config.mask_ratio` for this call; must lie in [0.05, 0.95].
+        noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
+            Drives the masking (patches with the smallest noise stay visible), for deterministic masks.
+
+        Example:
+
+        ```python
+        >>> import numpy as np
+        >>> from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForPreTraining
+
+        >>> extractor = MaskSpecFeatureExtractor()
+        >>> model = MaskSpecForPreTraining(MaskSpecConfig.from_preset("tiny"))
+        >>> inputs = extractor(np.random.randn(32000).astype("float32"), sampling_rate=32000, return_tensors="pt")
+        >>> outputs = model(**inputs)
+        >>> outputs.loss, outputs.logits.shape
+        ```"""
+        mask_ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        outputs: MaskSpecModelOutput = self.maskspec(
+            input_values, attention_mask=attention_mask, mask_ratio=mask_ratio, noise=noise, **kwargs
+        )
+        patch_mask = None
+        if attention_mask is not None:
+            patch_mask = frames_to_patch_mask(attention_mask, outputs.grid, self.config.patch_size)
+            if bool(patch_mask.all()):
+                patch_mask = None
+        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, outputs.grid, patch_mask)
+        loss = reconstruction_loss(
+            logits, self.patchify(input_values), outputs.mask, self.config.norm_pix_loss, patch_mask
+        )
+        return MaskSpecForPreTrainingOutput(
+            loss=loss,
+            logits=logits,
+            mask=outputs.mask,
+            ids_restore=outputs.ids_restore,
+            grid=outputs.grid,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+def _time_windows(num_frames: int, window: int, overlap: float, patch_size: int) -> list[int]:
+    """Start frames of windows of `window` frames covering `num_frames`, the last one flush with the end."""
+    hop = max(patch_size, int(window * (1.0 - overlap)) // patch_size * patch_size)
+    starts = list(range(0, num_frames - window, hop))
+    return starts + [num_frames - window]
+
+
+@auto_docstring(
+    custom_intro="""
+    MaskSpec encoder (all patches, no masking) with mean pooling, LayerNorm and a linear head for single- or
+    multi-label audio classification. Inputs longer than `config.max_frames` are cut into overlapping windows whose
+    logits are averaged.
+    """
+)
+class MaskSpecForAudioClassification(MaskSpecPreTrainedModel):
+    # Pre-training checkpoints carry a decoder that classification does not use: drop it quietly.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
+
+    def __init__(self, config: MaskSpecConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.maskspec = MaskSpecModel(config)
+        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def freeze_feature_encoder(self):
+        """Freeze the patch projection (what transformers' audio-classification example expects to exist)."""
+        for param in self.maskspec.patch_embeddings.parameters():
+            param.requires_grad = False
+
+    def _windowed(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None):
+        """Cut each clip into the windows it would get alone: `[num_windows, max_frames, mel]` and their clip index.
+
+        Padding sits at the end of a clip (the feature extractor's convention), so a clip's length is the number of
+        ones in its mask. A clip no longer than one window keeps a single window starting at frame 0.
+        """
+        num_frames = input_values.shape[1]
+        window = self.config.max_frames
+        lengths = [num_frames] * input_values.shape[0] if attention_mask is None else attention_mask.sum(1).tolist()
+        clip_index, starts = [], []
+        for clip, length in enumerate(lengths):
+            clip_starts = (
+                [0]
+                if length <= window
+                else _time_windows(int(length), window, self.config.inference_window_overlap, self.config.patch_size)
+            )
+            clip_index += [clip] * len(clip_starts)
+            starts += clip_starts
+        device = input_values.device
+        clip_index = torch.tensor(clip_index, device=device)
+        frames = torch.tensor(starts, device=device)[:, None] + torch.arange(window, device=device)
+        windows = input_values[clip_index[:, None], frames]
+        window_mask = None if attention_mask is None else attention_mask[clip_index[:, None], frames]
+        return windows, window_mask, clip_index
+
+    @can_return_tuple
+    @auto_docstring
+    def forward(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
+            Normalized log-mel spectrogram from [`MaskSpecFeatureExtractor`], any length. Longer than
+            `config.max_frames`: split into windows overlapping by `config.inference_window_overlap`, logits
+            averaged over the windows that hold audio.
+        attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
+            1 for real frames, 0 for padding.
+        labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
+            Class indices (single-label) or multi-hot targets (`problem_type="multi_label_classification"`).
+        """
+        self.maskspec.check_input_values(input_values)
+        batch_size, clip_index = input_values.shape[0], None
+        if input_values.shape[1] > self.config.max_frames:
+            input_values, attention_mask, clip_index = self._windowed(input_values, attention_mask)
+
+        patchout = self.config.patchout_ratio if self.training and self.config.patchout_ratio > 0 else None
+        outputs: MaskSpecModelOutput = self.maskspec(
+            input_values, attention_mask=attention_mask, mask_ratio=patchout, **kwargs
+        )
+        logits = self.classifier(self.dropout(self.fc_norm(outputs.pooler_output)))
+
+        if clip_index is not None:
+            # Average the logits of each clip's windows.
+            summed = logits.new_zeros(batch_size, logits.shape[-1]).index_add_(0, clip_index, logits)
+            logits = summed / torch.bincount(clip_index, minlength=batch_size).to(logits.dtype)[:, None]
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "MaskSpecForAudioClassification",
+    "MaskSpecForPreTraining",
+    "MaskSpecModel",
+    "MaskSpecPreTrainedModel",
+    "frames_to_patch_mask",
+    "patchify",
+    "random_masking",
+    "reconstruction_loss",
+    "sinusoidal_position_embedding",
+    "unpatchify",
+]
