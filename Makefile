@@ -16,6 +16,8 @@ system-deps:
 install: system-deps
 	$(PIP) install -q -c constraints.txt torch torchcodec
 	$(PIP) install -q -c constraints.txt -e ".[training,tests]"
+	# hearvalidator declares tensorflow (~1 GB) but needs it only for TF models: install it alone.
+	$(PIP) install -q --no-deps hearvalidator==2021.0.2
 
 test: install
 	$(PYTHON) -m pytest -q tests

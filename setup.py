@@ -29,11 +29,15 @@ setup(
     ],
     extras_require={
         "training": ["tensorboard", "matplotlib", "tqdm"],
-        "tests": ["pytest", "pytest-timeout", "tensorboard", "matplotlib", "hearvalidator"],
+        # hearvalidator declares tensorflow as a dependency; it is installed with `pip install --no-deps` (Makefile).
+        "tests": ["pytest", "pytest-timeout", "tensorboard", "matplotlib"],
     },
     entry_points={
         "console_scripts": [
             "maskspec-pretrain=maskspec_hf.pretraining:main",
+            "maskspec-finetune=maskspec_hf.finetuning:main",
+            "maskspec-probe=maskspec_hf.probe:main",
+            "maskspec-classify=maskspec_hf.inference:main",
         ]
     },
 )

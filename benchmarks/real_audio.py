@@ -10,12 +10,13 @@ Nothing is downloaded except Debian packages (see `ensure_system_packages`). All
   are split by voice: the test split uses espeak-ng base voices *and* variants that the train split never uses, and
   flite/festival speakers (awb, slt) that the train split never uses.
 * **Task B, `instruments`** (`build_instrument_task`): 10-way instrument-family classification (the first ten General
-  MIDI families: piano ... pipe) of 2 s phrases rendered by fluidsynth. Train uses two soundfonts (FluidR3_GM,
-  MuseScore_General_Lite) and 6 of the 8 GM programs of each family; test uses two other soundfonts (TimGM6mb and
-  Csound's sf_GMbank) and the 2 remaining programs of each family, so test instruments are unseen twice over.
+  MIDI families: piano ... pipe) of 2 s phrases rendered from MIDI. Train uses four sources (the FluidR3_GM,
+  MuseScore_General_Lite and OPL3 FM soundfonts through fluidsynth, the freepats patch set through TiMidity++) and 6
+  of the 8 GM programs of each family; test uses two other soundfonts (TimGM6mb and Csound's sf_GMbank) and the 2
+  remaining programs of each family, so test instruments are unseen twice over (source and program).
 * **Pre-training corpus** (`build_pretraining_corpus`): unlabeled 3 s clips mixing espeak-ng/flite/festival sentences
   (train voices only, text with the ten keywords removed), real human speech (Asterisk's English, Spanish and French
-  prompts), fluidsynth-rendered random multi-instrument MIDI (train soundfonts only, test programs excluded), real
+  prompts), random multi-instrument MIDI rendered from the train sources only (test programs excluded), real
   recorded music (Asterisk music-on-hold) and real game sound effects (UFO: Alien Invasion, Word War vi). No labeled
   test audio and no test voice, soundfont or program is used; `assert_no_test_leakage` checks it (sources and hashes).
 
@@ -35,6 +36,7 @@ import csv
 import glob
 import hashlib
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -72,7 +74,15 @@ SOUNDFONTS = {
     "MuseScore_General_Lite": "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
     "TimGM6mb": "/usr/share/sounds/sf2/TimGM6mb.sf2",
     "sf_GMbank": "/usr/share/sounds/sf2/sf_GMbank.sf2",
+    "OPL3_FM": "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2",
 }
+FREEPATS_CFG = "/etc/timidity/freepats.cfg"
+# GM programs (0-based, bank 0) that freepats defines; TiMidity++ would substitute another patch for the others.
+FREEPATS_PROGRAMS = (
+    0, 1, 2, 4, 5, 6, 7, 8, 9, 13, 14, 15, 16, 19, 21, 23, 24, 25, 26, 27, 28, 29, 30, 32, 33, 34, 35, 36, 37, 38, 40,
+    42, 44, 45, 46, 47, 48, 53, 56, 57, 58, 59, 60, 61, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 79, 80, 84,
+    88, 94, 95, 98, 101, 102, 104, 114, 115, 120, 122, 125,
+)  # fmt: skip
 ASTERISK_SPEECH = {
     "en": "/usr/share/asterisk/sounds/en_US_f_Allison",
     "es": "/usr/share/asterisk/sounds/es_MX_f_Allison",
@@ -95,6 +105,9 @@ SYSTEM_REQUIREMENTS = [
     ("musescore-general-soundfont-small", SOUNDFONTS["MuseScore_General_Lite"]),
     ("timgm6mb-soundfont", SOUNDFONTS["TimGM6mb"]),
     ("csound-soundfont", SOUNDFONTS["sf_GMbank"]),
+    ("opl3-soundfont", SOUNDFONTS["OPL3_FM"]),
+    ("timidity", "timidity"),
+    ("freepats", FREEPATS_CFG),
     ("asterisk-core-sounds-en-wav", ASTERISK_SPEECH["en"]),
     ("asterisk-core-sounds-es-wav", ASTERISK_SPEECH["es"]),
     ("asterisk-core-sounds-fr-wav", ASTERISK_SPEECH["fr"]),
@@ -170,7 +183,7 @@ ESPEAK_VARIANTS = (
     "belinda", "benjamin", "boris", "caleb", "croak", "david", "ed", "edward", "edward2", "f1", "f2", "f3", "f4", "f5",
     "grandma", "grandpa", "gustave", "iven", "iven2", "iven3", "iven4", "john", "kaukovalta", "klatt", "klatt2",
     "klatt3", "klatt4", "klatt5", "klatt6", "linda", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "marcelo", "max",
-    "michel", "miguel", "norbert", "pablo", "pap", "paul", "pedro", "quincy", "rob", "robert", "robosoft",
+    "michel", "miguel", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert", "robosoft",
     "robosoft2", "robosoft3", "robosoft4", "robosoft5", "robosoft6", "robosoft7", "robosoft8", "sandro", "shelby",
     "steph", "steph2", "steph3", "travis", "victor", "whisper", "whisperf", "zac",
 )  # fmt: skip
@@ -195,8 +208,32 @@ INSTRUMENT_FAMILIES = (
 INSTRUMENT_TEST_PROGRAMS = (3, 7, 11, 14, 19, 22, 25, 30, 35, 38, 41, 46, 49, 53, 57, 61, 66, 71, 73, 77)
 # Rough MIDI pitch range of each family (low, high).
 _FAMILY_PITCH = ((36, 96), (60, 96), (36, 84), (40, 76), (28, 55), (40, 84), (40, 84), (40, 77), (45, 81), (60, 96))
-SOUNDFONTS_TRAIN = ("FluidR3_GM", "MuseScore_General_Lite")
+# Narrower, realistic ranges for instruments whose samples do not cover their family's range.
+_PROGRAM_PITCH = {
+    9: (72, 100), 10: (60, 96), 11: (53, 89), 12: (45, 91), 13: (65, 100), 14: (60, 77), 15: (48, 84),
+    40: (55, 92), 41: (48, 84), 42: (36, 72), 43: (28, 55), 45: (40, 84), 46: (36, 96), 47: (40, 55),
+    56: (55, 82), 57: (40, 72), 58: (28, 58), 59: (55, 82), 60: (41, 77), 64: (56, 87), 65: (49, 80),
+    66: (44, 75), 67: (36, 68), 68: (58, 91), 69: (52, 81), 70: (34, 70), 71: (50, 89), 72: (74, 100),
+    73: (60, 96), 74: (60, 96), 75: (60, 90), 76: (60, 84), 77: (55, 84), 78: (64, 78), 79: (60, 90),
+}  # fmt: skip
+
+
+def _pitch_range(program: int) -> tuple[int, int]:
+    return _PROGRAM_PITCH.get(program, _FAMILY_PITCH[program // 8])
+# Instrument sources: soundfonts rendered by fluidsynth, and the freepats patch set rendered by TiMidity++.
+# FluidR3_GM and MuseScore_General (derived from FluidR3) share samples, and so do TimGM6mb and Csound's sf_GMbank:
+# each related pair is kept on one side of the split.
+SOUNDFONTS_TRAIN = ("FluidR3_GM", "MuseScore_General_Lite", "OPL3_FM", "freepats")
 SOUNDFONTS_TEST = ("TimGM6mb", "sf_GMbank")
+# freepats programs left out of the instrument task: too quiet over much of their range (xylophone, harp).
+_FREEPATS_QUIET = (13, 46)
+
+
+def source_programs(source: str) -> tuple[int, ...]:
+    """GM programs (0-based) that an instrument source can render: all 128, or those freepats defines."""
+    if source == "freepats":
+        return tuple(p for p in FREEPATS_PROGRAMS if p not in _FREEPATS_QUIET)
+    return tuple(range(128))
 GM_PROGRAM_NAMES = (
     "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano", "Electric Piano 1",
     "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel", "Music Box", "Vibraphone", "Marimba",
@@ -249,7 +286,9 @@ def _rng(seed: int, *keys) -> np.random.Generator:
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:
-    return (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float32)
+    if x.ndim == 2:
+        x = x[:, 0] if x.shape[1] == 1 else x.sum(axis=1, dtype=np.float32) / np.float32(x.shape[1])
+    return x.astype(np.float32, copy=False)
 
 
 def _resample(x: np.ndarray, rate_in: float, rate_out: int = SAMPLING_RATE) -> np.ndarray:
@@ -326,14 +365,40 @@ def _is_silent(x: np.ndarray) -> bool:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _espeak(text: str, voice: str, speed: float, pitch: float) -> np.ndarray:
-    out = subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(int(round(speed))), "-p", str(int(round(pitch))), "--stdout", text],
-        capture_output=True,
-        check=True,
-    ).stdout
-    x, rate = sf.read(io.BytesIO(out), dtype="float32")
+def _espeak(text: str, voice: str, speed: float, pitch: float, ssml: bool = False) -> tuple[np.ndarray, int]:
+    command = ["espeak-ng", "-v", voice, "-s", str(int(round(speed))), "-p", str(int(round(pitch))), "--stdout"]
+    # The text goes through stdin, so a text starting with "-" is not taken for an option.
+    out = subprocess.run(command + (["-m"] if ssml else []), input=text.encode(), capture_output=True, check=True)
+    x, rate = sf.read(io.BytesIO(out.stdout), dtype="float32")
     return x, rate
+
+
+def _split_on_pauses(x: np.ndarray, rate: int, min_pause: float = 0.5, threshold_db: float = -50.0) -> list:
+    """Split a waveform into the segments separated by pauses of at least `min_pause` seconds."""
+    hop = max(1, rate // 100)
+    n = len(x) // hop
+    energy = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(axis=1)
+    active = np.flatnonzero(energy > energy.max() * 10 ** (threshold_db / 10))
+    if len(active) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(active) > min_pause * 100)
+    starts = np.concatenate([[active[0]], active[breaks + 1]])
+    ends = np.concatenate([active[breaks], [active[-1]]]) + 1
+    return [x[a * hop : b * hop] for a, b in zip(starts, ends)]
+
+
+def _espeak_words(words, voice: str, speed: float, pitch: float, rng: np.random.Generator) -> list:
+    """Speak each word (with a small random rate and pitch change) in one espeak-ng run (SSML with 1.2 s breaks),
+    split at the breaks; falls back to one run per word if the split does not give one segment per word."""
+    rates = rng.uniform(92, 108, len(words))
+    pitches = rng.uniform(88, 112, len(words))
+    body = "".join(f'<prosody rate="{r:.0f}%" pitch="{p:.0f}%">{w}</prosody><break time="1200ms"/>'
+                   for w, r, p in zip(words, rates, pitches))  # fmt: skip
+    x, rate = _espeak(f"<speak>{body}</speak>", voice, speed, pitch, ssml=True)
+    segments = _split_on_pauses(x, rate)
+    if len(segments) != len(words):
+        segments = [_espeak(w, voice, speed * r / 100, pitch * p / 100)[0] for w, r, p in zip(words, rates, pitches)]
+    return [(segment, rate) for segment in segments]
 
 
 def _flite(text: str, voice: str, stretch: float, f0: float | None, tmpdir: str) -> tuple[np.ndarray, int]:
@@ -426,16 +491,19 @@ def _write_midi(path: str, events: list[tuple[float, bytes]], tpq: int = 960, te
         f.write(b"MThd" + struct.pack(">IHHH", 6, 0, 1, tpq) + b"MTrk" + struct.pack(">I", len(data)) + data)
 
 
-def _render_midi(soundfont: str, events: list, seconds: float, tmpdir: str) -> np.ndarray:
-    """Render MIDI events with fluidsynth (default reverb/chorus) into 32 kHz mono of at least `seconds`."""
+def _render_midi(source: str, events: list, seconds: float, tmpdir: str) -> np.ndarray:
+    """Render MIDI events into 32 kHz mono of at least `seconds`: fluidsynth with a soundfont of `SOUNDFONTS` (default
+    reverb and chorus), or TiMidity++ with the `freepats` patch set."""
     stem = os.path.join(tmpdir, f"midi-{uuid.uuid4().hex}")
     _write_midi(stem + ".mid", events)
-    subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-r", str(SAMPLING_RATE), "-g", "0.6", "-o", "synth.dynamic-sample-loading=1",
-         "-F", stem + ".wav", SOUNDFONTS[soundfont], stem + ".mid"],
-        capture_output=True,
-        check=True,
-    )  # fmt: skip
+    if source == "freepats":
+        command = ["timidity", "-c", FREEPATS_CFG, "-Ow", "--output-mono", "-s", str(SAMPLING_RATE), "-o",
+                   stem + ".wav", stem + ".mid"]  # fmt: skip
+    else:
+        command = ["fluidsynth", "-ni", "-q", "-r", str(SAMPLING_RATE), "-g", "0.6", "-o",
+                   "synth.dynamic-sample-loading=1", "-F", stem + ".wav", SOUNDFONTS[source],
+                   stem + ".mid"]  # fmt: skip
+    subprocess.run(command, capture_output=True, check=True)
     x, rate = sf.read(stem + ".wav", dtype="float32", always_2d=True)
     os.remove(stem + ".mid")
     os.remove(stem + ".wav")
@@ -451,27 +519,32 @@ def _note(events: list, channel: int, t: float, pitch: int, velocity: int, durat
 
 
 def _instrument_phrase(events: list, rng: np.random.Generator, t0: float, program: int, seconds: float) -> None:
-    """A 1-5 note phrase (single note, melody or chord) of `program` on channel 0, within [t0, t0 + seconds - 0.2)."""
-    low, high = _FAMILY_PITCH[program // 8]
+    """One phrase of `program` on channel 0 within [t0, t0 + seconds - 0.2): a held note (60%), a held 2-3 note chord
+    (20%) or a 2-4 note melody (20%), in the instrument's middle register (+-10 semitones around the middle of
+    `_pitch_range`), one random velocity."""
+    low, high = _pitch_range(program)
+    middle = (low + high) // 2
+    low, high = max(low, middle - 10), min(high, middle + 10)
     events.append((t0, bytes([0xC0, program])))
-    end = seconds - 0.2
-    kind = rng.choice(["single", "melody", "chord"], p=[0.3, 0.45, 0.25])
-    velocity = int(rng.integers(50, 121))
-    t = t0 + float(rng.uniform(0.0, 0.3))
-    if kind == "single":
-        _note(events, 0, t, int(rng.integers(low, high + 1)), velocity, float(rng.uniform(0.3, t0 + end - t)))
+    end = t0 + seconds - 0.2
+    kind = rng.choice(["note", "chord", "melody"], p=[0.6, 0.2, 0.2])
+    velocity = int(rng.integers(60, 121))
+    t = t0 + float(rng.uniform(0.0, 0.15))
+    if kind == "note":
+        _note(events, 0, t, int(rng.integers(low, high + 1)), velocity, float(rng.uniform(0.8, end - t)))
     elif kind == "chord":
-        root = int(rng.integers(low, max(low + 1, high - 7)))
+        root = int(rng.integers(low, max(low + 1, high - 6)))
+        duration = float(rng.uniform(0.8, end - t))
         for interval in (0, int(rng.choice([3, 4])), 7)[: int(rng.integers(2, 4))]:
-            _note(events, 0, t, root + interval, velocity, float(rng.uniform(0.5, t0 + end - t)))
+            _note(events, 0, t, min(root + interval, high), velocity, duration)
     else:
         pitch = int(rng.integers(low, high + 1))
-        for _ in range(int(rng.integers(2, 6))):
-            duration = float(rng.uniform(0.12, 0.6))
-            if t + duration > t0 + end:
+        for _ in range(int(rng.integers(2, 5))):
+            duration = float(rng.uniform(0.25, 0.6))
+            if t + duration > end:
                 break
-            _note(events, 0, t, pitch, int(np.clip(velocity + rng.integers(-15, 16), 30, 127)), duration)
-            t += duration + float(rng.uniform(0.0, 0.1))
+            _note(events, 0, t, pitch, int(np.clip(velocity + rng.integers(-10, 11), 40, 127)), duration)
+            t += duration + float(rng.uniform(0.0, 0.08))
             pitch = int(np.clip(pitch + rng.integers(-5, 6), low, high))
     events.append((t0 + seconds, bytes([0xB0, 123, 0])))  # all notes off
 
@@ -490,10 +563,10 @@ def _job_keywords(directory: str, job: dict) -> list[dict]:
         if job["engine"] == "espeak":
             speed, pitch = rng.uniform(120, 230), rng.uniform(15, 85)
             perturb = float(rng.uniform(0.92, 1.1))
-            waves = []
-            for word in KEYWORDS:
-                x, rate = _espeak(word, job["voice"], speed * rng.uniform(0.92, 1.08), pitch + rng.uniform(-6, 6))
-                waves.append(_resample(_to_mono(x), rate * perturb * float(rng.uniform(0.98, 1.02))))
+            waves = [
+                _resample(_to_mono(x), rate * perturb * float(rng.uniform(0.98, 1.02)))
+                for x, rate in _espeak_words(KEYWORDS, job["voice"], speed, pitch, rng)
+            ]
         else:
             params = _tts_speaker_params(rng, job["voice"])
             waves = _synthesize_tts([(word, job["voice"], params) for word in KEYWORDS], rng, tmpdir)
@@ -510,9 +583,9 @@ def _job_keywords(directory: str, job: dict) -> list[dict]:
 
 
 def _job_instruments(directory: str, job: dict) -> list[dict]:
-    """`clips_per_program` phrases for each of `programs`, rendered with one soundfont in one fluidsynth run."""
+    """`clips_per_program` phrases for each of `programs`, rendered with one source in one fluidsynth/timidity run."""
     rng = _rng(job["seed"], "instruments", job["split"], job["soundfont"], job["chunk"])
-    seconds, gap = job["clip_seconds"], 1.5
+    seconds, gap = job["clip_seconds"], 1.0
     slot = seconds + gap
     items, events = [], []
     for program in job["programs"]:
@@ -616,6 +689,13 @@ def _concat_until(rng: np.random.Generator, n: int, next_piece) -> np.ndarray:
     return _place(x, n, rng)
 
 
+def _words(rng: np.random.Generator, sentences: list[str], max_words: int) -> str:
+    """A random sentence, cut to a random window of at most `max_words` words (about 4 s of speech)."""
+    words = str(rng.choice(sentences)).split()
+    start = int(rng.integers(0, max(1, len(words) - max_words + 1)))
+    return " ".join(words[start : start + max_words])
+
+
 def _corpus_espeak(rng, count, n):
     voices, sentences, clips = _corpus_voices(), corpus_sentences(), []
     for _ in range(count):
@@ -624,7 +704,7 @@ def _corpus_espeak(rng, count, n):
         speed, pitch, perturb = rng.uniform(120, 230), rng.uniform(15, 85), rng.uniform(0.92, 1.1)
 
         def piece():
-            x, rate = _espeak(str(rng.choice(sentences)), voice, speed, pitch)
+            x, rate = _espeak(_words(rng, sentences, 14), voice, speed, pitch)
             return _resample(_to_mono(x), rate * perturb)
 
         clips.append((_concat_until(rng, n, piece), f"espeak:{voice}"))
@@ -636,19 +716,13 @@ def _corpus_tts(rng, count, n, tmpdir):
     chosen = [str(rng.choice(voices)) for _ in range(count)]
     params = [_tts_speaker_params(rng, v) for v in chosen]
     # Two sentences per clip (almost always > 3 s); synthesized in one batch so festival starts once.
-    items = [(str(rng.choice(sentences)), v, p) for v, p in zip(chosen, params) for _ in range(2)]
+    items = [(_words(rng, sentences, 10), v, p) for v, p in zip(chosen, params) for _ in range(2)]
     waves = _synthesize_tts(items, rng, tmpdir)
     clips = []
     for i, voice in enumerate(chosen):
-        pair = iter(waves[2 * i : 2 * i + 2])
-        x = _concat_until(rng, n, lambda: next(pair, None) if False else _next_or_silence(pair))
-        clips.append((x, voice))
+        pair = itertools.cycle(waves[2 * i : 2 * i + 2])
+        clips.append((_concat_until(rng, n, lambda: next(pair)), voice))
     return clips
-
-
-def _next_or_silence(it) -> np.ndarray:
-    x = next(it, None)
-    return np.zeros(SAMPLING_RATE, dtype=np.float32) if x is None else x
 
 
 def _asterisk_files(language: str) -> list[str]:
@@ -667,8 +741,8 @@ def _corpus_human_speech(rng, count, n):
 
 def _corpus_midi(rng, count, seconds, soundfont, tmpdir):
     """Random multi-part MIDI (1-3 melodic parts, drums half of the time), programs outside the test programs."""
-    allowed = [p for p in range(128) if p not in INSTRUMENT_TEST_PROGRAMS]
-    slot = seconds + 1.5
+    allowed = [p for p in source_programs(soundfont) if p not in INSTRUMENT_TEST_PROGRAMS]
+    slot = seconds + 1.0
     events = []
     for i in range(count):
         t0 = i * slot + 0.5
@@ -697,7 +771,7 @@ def _corpus_midi(rng, count, seconds, soundfont, tmpdir):
     clips = []
     for i in range(count):
         start = int(round((i * slot + 0.5) * SAMPLING_RATE))
-        clips.append((_fade(audio[start : start + n].copy(), 0.005), f"fluidsynth:{soundfont}"))
+        clips.append((_fade(audio[start : start + n].copy(), 0.005), f"midi:{soundfont}"))
     return clips
 
 
@@ -921,34 +995,40 @@ def build_keyword_task(out_dir: str | os.PathLike, seed: int = 0, num_train_espe
     )
 
 
-def build_instrument_task(out_dir: str | os.PathLike, seed: int = 0, clips_per_program: int = 16,
-                          clip_seconds: float = 2.0, num_proc: int | None = None):  # fmt: skip
-    """Task B: instrument family (10 GM families) of fluidsynth-rendered phrases; test soundfonts and programs unseen.
+def build_instrument_task(out_dir: str | os.PathLike, seed: int = 0, train_clips_per_program: int = 12,
+                          test_clips_per_program: int = 16, clip_seconds: float = 2.0,
+                          num_proc: int | None = None):  # fmt: skip
+    """Task B: instrument family (10 GM families) of rendered phrases; test sources and programs unseen in train.
 
-    Default sizes: train 2 soundfonts x 60 programs x 16 = 1,920 clips; test 2 soundfonts x 20 programs x 16 = 640.
-    Each clip is one phrase (a single note, a 2-5 note melody or a 2-3 note chord, random velocity and pitch within the
-    family's range) with fluidsynth's default reverb and chorus, at a random peak level (-20..-1 dBFS).
+    Train: the 60 train programs (6 per family) from each of `SOUNDFONTS_TRAIN` (freepats: the 43 it defines),
+    `train_clips_per_program` clips each (default 2,676 clips). Test: the 20 programs of `INSTRUMENT_TEST_PROGRAMS`
+    from each of `SOUNDFONTS_TEST`, `test_clips_per_program` each (default 640 clips). Each clip holds one phrase (a
+    held note, a held chord or a short melody in the instrument's middle register, random velocity), with the
+    renderer's default reverb/chorus, at a random peak level (-20..-1 dBFS).
 
     Returns a `datasets.DatasetDict` (`train`, `test`) with `audio`, `label` (ClassLabel of `INSTRUMENT_FAMILIES`),
-    `soundfont`, `program` (0-based GM program) and `instrument` (GM name). Cached in `out_dir/instruments`.
+    `soundfont` (the source: a soundfont name or `freepats`), `program` (0-based GM program) and `instrument` (GM
+    name). Cached in `out_dir/instruments`.
     """
     from datasets import ClassLabel, DatasetDict, Value
 
-    params = {"version": GENERATOR_VERSION, "seed": seed, "clips_per_program": clips_per_program,
-              "clip_seconds": clip_seconds, "sampling_rate": SAMPLING_RATE}  # fmt: skip
+    params = {"version": GENERATOR_VERSION, "seed": seed, "train_clips_per_program": train_clips_per_program,
+              "test_clips_per_program": test_clips_per_program, "clip_seconds": clip_seconds,
+              "sampling_rate": SAMPLING_RATE}  # fmt: skip
     jobs = []
-    for split, soundfonts in (("train", SOUNDFONTS_TRAIN), ("test", SOUNDFONTS_TEST)):
-        programs = _instrument_programs(split)
-        for soundfont in soundfonts:
-            # Fewer, larger jobs for soundfonts that are slow to load.
-            chunks = 2 if soundfont == "MuseScore_General_Lite" or split == "test" else 4
+    for split, sources in (("train", SOUNDFONTS_TRAIN), ("test", SOUNDFONTS_TEST)):
+        per_program = train_clips_per_program if split == "train" else test_clips_per_program
+        for source in sources:
+            programs = [p for p in _instrument_programs(split) if p in source_programs(source)]
+            # Fewer, larger jobs for the soundfont that is slow to load.
+            chunks = 2 if source == "MuseScore_General_Lite" or split == "test" else 3
             size = -(-len(programs) // chunks)
             for chunk in range(chunks):
                 part = programs[chunk * size : (chunk + 1) * size]
-                jobs.append({"task": "instruments", "split": split, "seed": seed, "soundfont": soundfont,
-                             "chunk": chunk, "programs": part, "clips_per_program": clips_per_program,
-                             "clip_seconds": clip_seconds, "cost": len(part) * clips_per_program / 100 + 
-                             (4.0 if soundfont == "MuseScore_General_Lite" else 1.0)})  # fmt: skip
+                cost = len(part) * per_program / 100 + (3.0 if source == "MuseScore_General_Lite" else 0.5)
+                jobs.append({"task": "instruments", "split": split, "seed": seed, "soundfont": source, "chunk": chunk,
+                             "programs": part, "clips_per_program": per_program, "clip_seconds": clip_seconds,
+                             "cost": cost})  # fmt: skip
     directory = Path(out_dir) / "instruments"
     n = _default_num_proc() if num_proc is None else num_proc
     manifest = _build_cached(directory, params, jobs, n, ["label", "family", "program", "instrument", "soundfont"])
@@ -971,7 +1051,7 @@ CORPUS_MIX = {
     "music_recorded": 0.05,
     "sfx": 0.15,
 }
-_CORPUS_CHUNK = {"speech_espeak": 60, "speech_tts": 40, "speech_human": 100, "music_midi": 200,
+_CORPUS_CHUNK = {"speech_espeak": 60, "speech_tts": 40, "speech_human": 100, "music_midi": 150,
                  "music_recorded": 100, "sfx": 100}  # fmt: skip
 
 
@@ -991,7 +1071,7 @@ def build_pretraining_corpus(out_dir: str | os.PathLike, num_clips: int = 4000, 
     prompts and music on hold, UFO:AI and Word War vi sound effects). Asserts that no test source is used.
 
     Returns a `datasets.Dataset` with `audio` (Audio, 32 kHz), `source` (e.g. `espeak:de+m3`, `flite:rms`,
-    `asterisk:en`, `fluidsynth:FluidR3_GM`, `asterisk-moh:<track>`, `sfx:ufoai`) and `kind` (a key of
+    `asterisk:en`, `midi:FluidR3_GM`, `asterisk-moh:<track>`, `sfx:ufoai`) and `kind` (a key of
     `CORPUS_MIX`). Cached in `out_dir/pretrain`.
     """
     from datasets import Value
@@ -1024,7 +1104,7 @@ def _assert_corpus_sources(clips: list[dict]) -> None:
             assert base not in test["espeak_base"] and variant not in test["espeak_variant"], clip
         elif engine in ("flite", "festival"):
             assert clip["source"] not in test["tts_voice"], clip
-        elif engine == "fluidsynth":
+        elif engine == "midi":
             assert name in SOUNDFONTS_TRAIN and name not in SOUNDFONTS_TEST, clip
 
 
@@ -1155,8 +1235,8 @@ def summarize(out_dir: str | os.PathLike) -> str:
             part = [c for c in clips if c.get("split", "all") == split]
             per_class = Counter(c[class_key] for c in part)
             sources = Counter(c[source_key] for c in part)
-            lines.append(f"  [{split}] {len(part)} clips; {class_key}: " + ", ".join(f"{k}={v}" for k, v in
-                                                                                 sorted(per_class.items())))  # fmt: skip
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(per_class.items()))
+            lines.append(f"  [{split}] {len(part)} clips; {class_key}: {counts}")
             lines.append(f"  [{split}] {len(sources)} distinct {source_key}s")
             if name == "keywords":
                 groups = sorted({c["voice_group"] for c in part})
@@ -1174,6 +1254,13 @@ def summarize(out_dir: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out_dir", required=True, help="folder for the cached datasets")
@@ -1183,12 +1270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_install", action="store_true", help="fail instead of apt-get installing packages")
     parser.add_argument("--baseline", action="store_true", help="also score a pooled log-mel + logistic regression")
     args = parser.parse_args(argv)
-    start = time.time()
+    start, cpu = time.time(), _cpu_seconds()
     result = build_all(args.out_dir, args.num_pretrain, args.seed, args.num_proc, install=not args.no_install)
-    total = time.time() - start
+    total, cpu = time.time() - start, _cpu_seconds() - cpu
     print(summarize(args.out_dir))
-    print("build/load seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in result["seconds"].items())
-          + f", total={total:.1f}")  # fmt: skip
+    print("build/load wall seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in result["seconds"].items())
+          + f", total={total:.1f}; CPU seconds (this process and its children) {cpu:.1f}")  # fmt: skip
     print(f"leakage check passed: {result['leakage_check']}")
     if args.baseline:
         start = time.time()

@@ -248,36 +248,74 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
 
     # ------------------------------------------------------------------ features
 
+    # Frames per block of the STFT -> power -> mel pipeline: small enough that a block's frames, spectrum and power
+    # stay in cache and reuse their buffers (one 128 MB batch-wide spectrum was the main cost), large enough that the
+    # few torch ops per block keep both threads busy (every op is a parallel region; many small ones cost most on a
+    # busy machine).
+    _frames_per_block = 8000
+
+    def _padded_batch(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
+        """Pre-emphasized clips, each reflect-padded by `n_fft // 2` at both ends with its own samples (as
+        `torch.stft(center=True, pad_mode="reflect")` pads one clip), in one zero-filled `[batch, samples]` array so
+        that the STFT frames are a strided view. Also returns each clip's number of frames."""
+        pre = 1 if self.preemphasis else 0
+        pad = self.n_fft // 2
+        lengths = [len(wave) - pre for wave in waves]
+        num_frames = [1 + length // self.hop_length for length in lengths]
+        total = (max(num_frames) - 1) * self.hop_length + self.n_fft
+        x = np.zeros((len(waves), total), dtype=np.float32)
+        for row, wave, length in zip(x, waves, lengths):
+            signal = row[pad : pad + length]
+            if pre:
+                np.multiply(wave[:-1], -self.preemphasis, out=signal)
+                signal += wave[1:]
+            else:
+                signal[:] = wave
+            # Reflect without repeating the edge sample; a clip has more than `pad` samples (`min_num_samples`).
+            row[:pad] = signal[1 : pad + 1][::-1]
+            right = min(pad, total - pad - length)
+            row[pad + length : pad + length + right] = signal[length - 1 - right : length - 1][::-1]
+        return torch.from_numpy(x), num_frames
+
     def _log_mel(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Unnormalized log-mels `[batch, frames, feature_size]` and frame counts `[batch]` of validated clips.
 
         Frames past a clip's own count hold garbage; callers mask them.
         """
-        lengths = torch.tensor([len(w) for w in waves])
-        x = np.zeros((len(waves), int(lengths.max())), dtype=np.float32)
-        for i, wave in enumerate(waves):
-            x[i, : len(wave)] = wave
-        x = torch.from_numpy(x)
-        if self.preemphasis:
-            x = x[:, 1:] - self.preemphasis * x[:, :-1]
-            lengths = lengths - 1
-        num_frames = 1 + lengths // self.hop_length
+        x, num_frames = self._padded_batch(waves)
+        batch_size, max_frames = len(waves), max(num_frames)
+        # Only the FFT bins some mel filter covers (f_min..f_max) take part.
+        used = (self.mel_filters != 0).any(dim=1).nonzero()
+        low, high = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, self.mel_filters.shape[0])
+        mel_filters = self.mel_filters[low:high]
 
-        # Centered STFT with reflect padding, like torch.stft(center=True, pad_mode="reflect"), but each clip reflects
-        # its own last samples rather than the batch padding, so results do not depend on the batch.
-        pad = self.n_fft // 2
-        total = (int(num_frames.max()) - 1) * self.hop_length + self.n_fft
-        index = (torch.arange(total) - pad).abs().expand(len(waves), total)
-        last = (lengths - 1).unsqueeze(1)
-        index = torch.where(index > last, 2 * last - index, index).clamp(0, x.shape[1] - 1)
-        frames = torch.gather(x, 1, index).unfold(1, self.n_fft, self.hop_length)
-        spectrum = torch.fft.rfft(frames * self.window, dim=-1)
-        power = spectrum.real.square() + spectrum.imag.square()
-        mel = power @ self.mel_filters
-        return torch.log(mel + self.log_offset), num_frames
+        # Blocks of about `_frames_per_block` frames (several short clips, or part of a long one) go through reused
+        # buffers: STFT frames (a strided view) * window -> rfft -> power -> mel; then one log over the whole batch.
+        if max_frames >= self._frames_per_block:
+            clips_per_block, frames_per_block = 1, self._frames_per_block
+        else:
+            clips_per_block, frames_per_block = min(batch_size, self._frames_per_block // max_frames), max_frames
+        windowed = torch.empty(clips_per_block, frames_per_block, self.n_fft)
+        spectrum = torch.empty(clips_per_block, frames_per_block, self.n_fft // 2 + 1, dtype=torch.complex64)
+        power = torch.empty(clips_per_block, frames_per_block, high - low)
+        log_mel = torch.empty(batch_size, max_frames, self.feature_size)
+        for start in range(0, batch_size, clips_per_block):
+            stop = min(batch_size, start + clips_per_block)
+            for first in range(0, max_frames, frames_per_block):
+                last = min(max_frames, first + frames_per_block)
+                size, count = stop - start, last - first
+                signal = x[start:stop, first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
+                frames = signal.unfold(1, self.n_fft, self.hop_length)
+                frames = torch.mul(frames, self.window, out=windowed[:size, :count])
+                bins = torch.fft.rfft(frames, dim=-1, out=spectrum[:size, :count])[..., low:high]
+                block_power = torch.mul(bins.real, bins.real, out=power[:size, :count])
+                block_power.addcmul_(bins.imag, bins.imag)
+                torch.matmul(block_power, mel_filters, out=log_mel[start:stop, first:last])
+        return log_mel.add_(self.log_offset).log_(), torch.tensor(num_frames)
 
     def _normalize(self, log_mel: torch.Tensor) -> torch.Tensor:
-        return (log_mel - self.mean) / self.std if self.do_normalize else log_mel
+        """`(x - mean) / std` in place (when `do_normalize`)."""
+        return log_mel.sub_(self.mean).div_(self.std) if self.do_normalize else log_mel
 
     def __call__(
         self,
@@ -348,7 +386,7 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
             if num_padded > features.shape[1]:
                 features = torch.nn.functional.pad(features, (0, 0, 0, num_padded - features.shape[1]))
         mask = torch.arange(num_padded) < num_frames.unsqueeze(1)
-        features = features.masked_fill(~mask.unsqueeze(-1), self.padding_value).contiguous()
+        features = features.masked_fill_(~mask.unsqueeze(-1), self.padding_value).contiguous()
         mask = mask.int()
 
         if padding == PaddingStrategy.DO_NOT_PAD:

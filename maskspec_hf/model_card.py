@@ -1,0 +1,253 @@
+# Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
+"""Model cards (README.md with Hub metadata) for MaskSpec checkpoints, pre-trained or fine-tuned.
+
+`render_model_card(config, task=..., hyperparameters=..., results=..., datasets=...)` returns the text of a README.md:
+a YAML header the Hub reads (library_name, license, tags, datasets, pipeline_tag, base_model, and a `model-index`
+for classification results on Hub datasets), then what the model is, how to load it, the real training
+hyperparameters and results of this run, and the paper's results, clearly labelled as reported by the paper and not
+reproduced here. `write_model_card(folder, ...)` writes it to `folder/README.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCardData
+
+
+TASKS = ("pretraining", "audio-classification")
+
+# Results reported by the MaskSpec paper (Chong et al., 2022, arXiv:2204.12768), not reproduced by this package.
+PAPER_RESULTS: tuple[tuple[str, str, str, str], ...] = (
+    # (model size, task, metric, score)
+    ("Base", "AudioSet-2M (AS-2M)", "mAP", "0.471"),
+    ("Base", "AudioSet-20K (AS-20K)", "mAP", "0.323"),
+    ("Base", "ESC-50", "accuracy", "0.896 (0.982 with AudioSet fine-tuning first)"),
+    ("Base", "Speech Commands V2 (SCV2)", "accuracy", "0.977"),
+    ("Base", "OpenMIC-2018", "mAP", "0.853"),
+    ("Base", "DCASE2019", "accuracy", "0.823"),
+    ("Small", "AudioSet-20K (AS-20K)", "mAP", "0.289"),
+    ("Small", "ESC-50", "accuracy", "0.907"),
+    ("Tiny", "ESC-50", "accuracy", "0.822"),
+)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _size_name(config) -> str:
+    from .configuration_maskspec import MASKSPEC_PRESETS
+
+    for name, shape in MASKSPEC_PRESETS.items():
+        if all(getattr(config, key, None) == value for key, value in shape.items()):
+            if getattr(config, "num_hidden_layers", None) == 12:
+                return f"MaskSpec-{name.capitalize()}"
+            return f"MaskSpec-{name.capitalize()} shape, {config.num_hidden_layers} blocks"
+    return f"custom MaskSpec ({config.hidden_size} wide, {config.num_hidden_layers} blocks)"
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_value(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(_format_value(v).replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _hub_datasets(datasets: Sequence[str]) -> list[str]:
+    """Only Hub dataset ids go into the YAML header; local folders and descriptions stay in the text."""
+    ids = []
+    for description in datasets:
+        name = description.split()[0] if description.split() else ""
+        if "/" in name and _HUB_ID.match(name) and not Path(name).exists() and name not in ids:
+            ids.append(name)
+    return ids
+
+
+def paper_results_table() -> str:
+    return _table(("model", "task", "metric", "score"), PAPER_RESULTS)
+
+
+def render_model_card(
+    config,
+    *,
+    task: str = "pretraining",
+    hyperparameters: Mapping | None = None,
+    results: Mapping | None = None,
+    datasets: Sequence[str] = (),
+    base_model: str | None = None,
+    extra_notes: str | None = None,
+    model_name: str | None = None,
+    eval_dataset: str | None = None,
+    eval_dataset_config: str | None = None,
+    eval_split: str | None = None,
+    figure: str | None = None,
+) -> str:
+    """Text of a README.md model card for a MaskSpec checkpoint.
+
+    Args:
+        config: the model's `MaskSpecConfig` (its size, patch and label set are described).
+        task: `"pretraining"` (an encoder + decoder from masked spectrogram pre-training) or `"audio-classification"`.
+        hyperparameters: the run's real training settings, shown as a table.
+        results: the run's results (e.g. `{"final_loss": 0.61}` or `{"accuracy": 0.83}`), shown as a table; numeric
+            classification results on a Hub `eval_dataset` also go into the Hub `model-index`.
+        datasets: training data: Hub ids (listed in the metadata) and/or free-text descriptions.
+        base_model: the checkpoint this one was fine-tuned from (Hub id or path).
+        extra_notes: a paragraph added at the end of the card (markdown).
+        model_name: the model's name in the title and `model-index` (default: from the size).
+        eval_dataset / eval_dataset_config / eval_split: where `results` were measured (for `model-index`).
+        figure: file name of an image in the same folder (e.g. the reconstruction figure), shown in the card.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    hyperparameters = dict(hyperparameters or {})
+    results = dict(results or {})
+    datasets = [str(d) for d in datasets]
+    size = _size_name(config)
+    name = model_name or (f"{size} (pre-trained)" if task == "pretraining" else f"{size} audio classifier")
+
+    tags = ["maskspec", "audio", "self-supervised"]
+    tags += ["masked-spectrogram-modeling", "pretraining"] if task == "pretraining" else ["audio-classification"]
+    eval_results = None
+    if task == "audio-classification" and eval_dataset:
+        eval_results = [
+            EvalResult(
+                task_type="audio-classification",
+                dataset_type=eval_dataset,
+                dataset_name=eval_dataset,
+                dataset_config=eval_dataset_config,
+                dataset_split=eval_split,
+                metric_type=metric,
+                metric_value=float(value),
+            )
+            for metric, value in results.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ] or None
+    card_data = ModelCardData(
+        library_name="transformers",
+        license="apache-2.0",
+        tags=tags,
+        datasets=_hub_datasets(datasets) or None,
+        pipeline_tag="feature-extraction" if task == "pretraining" else "audio-classification",
+        base_model=base_model if base_model and _HUB_ID.match(base_model) and not Path(base_model).exists() else None,
+        model_name=name if eval_results else None,
+        eval_results=eval_results,
+    )
+
+    parts = [f"---\n{card_data.to_yaml()}\n---", f"# {name}"]
+    if task == "pretraining":
+        parts.append(
+            "A MaskSpec audio encoder pre-trained without labels by masked spectrogram prediction (MaskSpec, Chong et "
+            "al., 2022, [arXiv:2204.12768](https://arxiv.org/abs/2204.12768)): the log-mel spectrogram is cut into "
+            f"{config.patch_size}x{config.patch_size} patches, {config.mask_ratio:.0%} of them are removed at random, "
+            "the encoder sees the rest and a light decoder reconstructs the missing ones. This folder holds the "
+            "encoder and the pre-training decoder (`MaskSpecForPreTraining`); loading it for classification drops the "
+            "decoder."
+        )
+    else:
+        labels = list(getattr(config, "id2label", {}).values())
+        shown = ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
+        kind = "multi-label" if config.problem_type == "multi_label_classification" else "single-label"
+        parts.append(
+            f"A MaskSpec audio classifier ({kind}, {len(labels)} classes: {shown})"
+            + (f", fine-tuned from `{base_model}`" if base_model else "")
+            + ". MaskSpec (Chong et al., 2022, [arXiv:2204.12768](https://arxiv.org/abs/2204.12768)) pre-trains a "
+            "ViT encoder by masked spectrogram prediction; the classifier mean-pools the encoder's patch embeddings "
+            "and applies LayerNorm and a linear layer."
+        )
+    parts.append(
+        f"Architecture: {size}: width {config.hidden_size}, {config.num_hidden_layers} blocks, "
+        f"{config.num_attention_heads} heads, FFN {config.intermediate_size}; "
+        f"{config.patch_size}x{config.patch_size} patches of a {config.num_mel_bins}-bin log-mel spectrogram; "
+        f"{config.max_frames}-frame windows."
+        + (
+            f" Decoder: width {config.decoder_hidden_size}, {config.decoder_num_hidden_layers} blocks."
+            if task == "pretraining"
+            else ""
+        )
+    )
+    if figure:
+        parts.append(
+            "## Reconstruction\n\n"
+            f"![input | masked input | reconstruction]({figure})\n\n"
+            "A fixed clip: its spectrogram, the visible patches the encoder gets, and the decoder's reconstruction of "
+            "the masked ones."
+        )
+
+    auto_class = "AutoModelForPreTraining" if task == "pretraining" else "AutoModelForAudioClassification"
+    usage = [
+        "## How to use",
+        "",
+        "```python",
+        "import maskspec_hf  # or pass trust_remote_code=True: the folder carries its code",
+        f"from transformers import AutoFeatureExtractor, AutoModel, {auto_class}",
+        "",
+        'feature_extractor = AutoFeatureExtractor.from_pretrained("<this repo>")',
+    ]
+    if task == "pretraining":
+        usage += [
+            'encoder = AutoModel.from_pretrained("<this repo>")  # the encoder alone, for embeddings',
+            "inputs = feature_extractor(waveform, sampling_rate=feature_extractor.sampling_rate, return_tensors=\"pt\")",
+            "embedding = encoder(**inputs).pooler_output  # [batch, hidden_size]",
+            "# fine-tune: AutoModelForAudioClassification.from_pretrained(\"<this repo>\", num_labels=...)",
+        ]
+    else:
+        usage += [
+            "from transformers import pipeline",
+            'classifier = pipeline("audio-classification", model="<this repo>")',
+            'print(classifier("clip.wav", top_k=5))',
+        ]
+    usage.append("```")
+    parts.append("\n".join(usage))
+
+    training = ["## Training data", ""]
+    training += [f"- {d}" for d in datasets] if datasets else ["- not recorded"]
+    parts.append("\n".join(training))
+    if hyperparameters:
+        parts.append("## Training hyperparameters\n\n" + _table(("hyperparameter", "value"), sorted(hyperparameters.items())))
+    if results:
+        where = f" on `{eval_dataset}`" + (f" ({eval_split})" if eval_split else "") if eval_dataset else ""
+        parts.append(f"## Results of this run{where}\n\n" + _table(("metric", "value"), list(results.items())))
+    parts.append(
+        "## Results reported by the MaskSpec paper (not reproduced here)\n\n"
+        "Reported by the paper, not reproduced here: the scores of the paper's own checkpoints (pre-trained on "
+        "AudioSet, then fine-tuned on each task). They say nothing about this checkpoint.\n\n" + paper_results_table()
+    )
+    if extra_notes:
+        parts.append(extra_notes.strip())
+    parts.append(
+        "## Citation\n\n"
+        "```bibtex\n"
+        "@inproceedings{chong2023maskspec,\n"
+        "  title     = {Masked Spectrogram Prediction for Self-Supervised Audio Pre-Training},\n"
+        "  author    = {Chong, Dading and Wang, Helin and Zhou, Peilin and Zeng, Qingcheng},\n"
+        "  booktitle = {ICASSP},\n"
+        "  year      = {2023},\n"
+        "  note      = {arXiv:2204.12768}\n"
+        "}\n"
+        "```"
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+def write_model_card(folder, config, **kwargs) -> Path:
+    """Render the card (see `render_model_card`) into `folder/README.md` and return its path."""
+    path = Path(folder) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_model_card(config, **kwargs), encoding="utf-8")
+    return path
+
+
+__all__ = ["PAPER_RESULTS", "TASKS", "paper_results_table", "render_model_card", "write_model_card"]

@@ -1,0 +1,1020 @@
+# Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
+"""MaskSpec pre-training with 🤗 Accelerate on any audio dataset (AudioSet from the Hub, local folders, the built-in
+synthetic corpus): resumable, multi-process, Hub-ready.
+
+Run it with `python examples/pretrain_maskspec.py ...`, `accelerate launch examples/pretrain_maskspec.py ...`,
+`torchrun --nproc_per_node N examples/pretrain_maskspec.py ...` or the `maskspec-pretrain` console script; see
+`python -m maskspec_hf.pretraining --help` for the options.
+
+Recipe defaults (MaskSpec / MAE): AdamW with betas (0.9, 0.95) and weight decay 0.05 (none on biases, LayerNorm
+weights and the mask token), base learning rate 1e-3 scaled by effective batch / 256 (linear scaling rule: the actual
+learning rate is `learning_rate * per_device_train_batch_size * gradient_accumulation_steps * num_processes / 256`),
+cosine schedule with linear warmup, mask ratio 0.75, per-patch normalized targets (`config.norm_pix_loss`).
+
+What a run writes under `--output_dir`:
+
+- `logs/train_log.jsonl`: one line per optimizer step (step, epoch, loss, lr, clips, clips/s, skipped clips so far);
+  `logs/skipped_clips.rank<r>.jsonl`: every skipped clip with its id and reason; `runs/`: TensorBoard.
+- `images/step-<N>.png` every `--image_steps` steps: a fixed clip's input spectrogram | masked input | reconstruction.
+- `checkpoints/step-<N>/`: everything needed to resume exactly (`accelerator.save_state`: weights, optimizer,
+  scheduler, RNG states; plus the config, the feature extractor, the step, the data position of every process and
+  the skipped-clip counters). Written under a temporary name and renamed into place, so a kill never leaves a torn
+  checkpoint; the last `--checkpoints_total_limit` are kept.
+- `final/`: a Hub-ready folder: `config.json` (with `auto_map`), `model.safetensors`, the code files,
+  `preprocessor_config.json`, `README.md` (model card with Hub metadata, the real hyperparameters and final loss) and
+  `reconstruction.png`; uploaded with `--push_to_hub`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .configuration_maskspec import MASKSPEC_PRESETS, MaskSpecConfig
+from .data import (
+    SKIP_REASONS,
+    ClipProcessor,
+    MapStyleBatches,
+    SpectrogramCollator,
+    StreamingBatches,
+    clip_rng,
+    collect_clips,
+    first_valid_clip,
+    load_audio_dataset,
+    min_samples_for_one_patch,
+    num_frames_for_seconds,
+    prepare_audio_dataset,
+)
+from .feature_extraction_maskspec import MaskSpecFeatureExtractor
+from .modeling_maskspec import MaskSpecForPreTraining
+
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "step-"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+TRAINING_STATE = "training_state.json"
+LR_REFERENCE_BATCH = 256
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maskspec-pretrain",
+        description="Pre-train MaskSpec (masked spectrogram prediction) with Accelerate on an audio dataset. With no "
+        "dataset argument, the built-in synthetic sound-events corpus is used.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset_name", help="Hub dataset id (e.g. agkphysics/AudioSet) or local dataset path.")
+    data.add_argument("--dataset_config_name", help="Dataset configuration (e.g. balanced, unbalanced).")
+    data.add_argument("--data_dir", help="Local folder: an audiofolder of sound files, or parquet files.")
+    data.add_argument("--data_files", nargs="+", help="Local data files or globs (parquet, arrow, csv, json, audio).")
+    data.add_argument("--train_split_name", default="train", help="Split to train on.")
+    data.add_argument("--audio_column_name", default="audio", help="Column holding the audio.")
+    data.add_argument(
+        "--id_column_name", help="Column naming each clip in logs (default: video_id when present, else the file path)."
+    )
+    data.add_argument("--streaming", action="store_true", help="Stream the dataset instead of downloading it first.")
+    data.add_argument(
+        "--shuffle_buffer_size",
+        type=int,
+        default=1000,
+        help="Streaming only: examples in the shuffle buffer (0: no shuffling within shards; shard order is still "
+        "shuffled every epoch). A resumed run refills the buffer, so it is exact only with 0.",
+    )
+    data.add_argument("--max_train_samples", type=int, help="Use only the first N rows of the dataset.")
+    data.add_argument("--cache_dir", help="Where `datasets` and the Hub cache files.")
+    data.add_argument("--clip_seconds", type=float, default=10.0, help="Training clip length: longer clips are "
+                      "randomly cropped, shorter ones padded (the padding is masked out of attention and loss).")
+    data.add_argument(
+        "--min_clip_seconds",
+        type=float,
+        default=None,
+        help="Skip clips shorter than this (default: one patch of frames, 0.16 s).",
+    )
+    data.add_argument("--synthetic_num_clips", type=int, default=512, help="Built-in data: number of clips.")
+    data.add_argument("--synthetic_seed", type=int, default=0, help="Built-in data: corpus seed.")
+    data.add_argument(
+        "--synthetic_clip_seconds", type=float, default=None, help="Built-in data: clip length (default: --clip_seconds)."
+    )
+    data.add_argument("--dataloader_num_workers", type=int, default=2, help="DataLoader worker processes per process "
+                      "(decoding and features run there); 0 runs them in the training process.")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_size", choices=sorted(MASKSPEC_PRESETS), default="base", help="Encoder size preset.")
+    model.add_argument("--config_name", help="Config JSON file, folder or Hub id (instead of --model_size).")
+    model.add_argument(
+        "--config_overrides",
+        help="Comma-separated config fields, e.g. 'num_hidden_layers=2,hidden_size=64,decoder_num_hidden_layers=1'.",
+    )
+    model.add_argument("--model_name_or_path", help="Start from these weights (continued pre-training).")
+    model.add_argument("--feature_extractor_name", help="Feature extractor folder or Hub id (default: MaskSpec's).")
+    model.add_argument("--mask_ratio", type=float, default=None, help="Fraction of patches masked (default: config, 0.75).")
+    model.add_argument(
+        "--compute_normalization_stats",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Before training, fit the feature extractor's mean/std on the first N clips (0: keep PaSST's values).",
+    )
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--output_dir", required=True, help="Where logs, checkpoints, images and final/ go.")
+    train.add_argument("--overwrite_output_dir", action="store_true", help="Start afresh even if --output_dir holds "
+                       "checkpoints (they are deleted).")
+    train.add_argument("--per_device_train_batch_size", type=int, default=32)
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument(
+        "--learning_rate",
+        type=float,
+        default=1e-3,
+        help="Base learning rate; the actual one is base * effective batch / 256 (see --no_scale_lr).",
+    )
+    train.add_argument("--no_scale_lr", dest="scale_lr", action="store_false",
+                       help="Use --learning_rate as is instead of scaling it by effective batch / 256.")
+    train.add_argument("--weight_decay", type=float, default=0.05)
+    train.add_argument("--adam_beta1", type=float, default=0.9)
+    train.add_argument("--adam_beta2", type=float, default=0.95)
+    train.add_argument("--adam_epsilon", type=float, default=1e-8)
+    train.add_argument("--max_grad_norm", type=float, default=0.0, help="Clip gradients to this norm (0: off).")
+    train.add_argument("--lr_scheduler_type", default="cosine", choices=["cosine", "linear", "constant_with_warmup"])
+    train.add_argument("--warmup_steps", type=int, default=None, help="Linear warmup steps (default: --warmup_ratio).")
+    train.add_argument("--warmup_ratio", type=float, default=0.05, help="Warmup as a fraction of all steps.")
+    train.add_argument("--num_train_epochs", type=float, default=1.0)
+    train.add_argument("--max_steps", type=int, default=0, help="Optimizer steps; overrides --num_train_epochs when > 0.")
+    train.add_argument(
+        "--max_train_minutes",
+        type=float,
+        default=0.0,
+        help="Stop after this many minutes of training (0: no limit): a checkpoint is saved (so "
+        "--resume_from_checkpoint latest continues the same schedule) and final/ is written as usual.",
+    )
+    train.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default="no")
+    train.add_argument("--seed", type=int, default=42)
+
+    logs = parser.add_argument_group("logging, checkpoints, Hub")
+    logs.add_argument("--logging_steps", type=int, default=10, help="TensorBoard every N steps (JSONL: every step).")
+    logs.add_argument("--image_steps", type=int, default=500, help="Reconstruction figure every N steps (0: only at the end).")
+    logs.add_argument("--report_to", choices=["tensorboard", "none", "all"], default="tensorboard")
+    logs.add_argument("--checkpointing_steps", type=int, default=1000, help="Checkpoint every N steps (0: never).")
+    logs.add_argument("--checkpoints_total_limit", type=int, default=3, help="Keep the last N checkpoints.")
+    logs.add_argument(
+        "--resume_from_checkpoint",
+        help="A checkpoint folder, or 'latest' (the newest complete one in output_dir/checkpoints; starts afresh "
+        "when there is none, so a job script can always pass it).",
+    )
+    logs.add_argument("--ignore_data_skip", action="store_true", help="On resume, restart the current epoch's data "
+                      "from its beginning instead of skipping to the saved position.")
+    logs.add_argument("--log_clip_ids", action="store_true", help="Log the ids of every batch's clips per process "
+                      "(logs/clip_ids.rank<r>.jsonl).")
+    logs.add_argument("--push_to_hub", action="store_true", help="Upload output_dir/final to the Hub at the end.")
+    logs.add_argument("--hub_model_id", help="Hub repo for --push_to_hub (e.g. user/maskspec-base-audioset).")
+    logs.add_argument("--hub_token", help="Hub token (default: the saved login / HF_TOKEN).")
+    logs.add_argument("--hub_private_repo", action="store_true")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    validate_args(args)
+    return args
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Clear errors for bad arguments before anything heavy happens."""
+    if args.mask_ratio is not None and not 0.05 <= args.mask_ratio <= 0.95:
+        raise ValueError(f"--mask_ratio must lie in [0.05, 0.95], got {args.mask_ratio}.")
+    if not args.clip_seconds > 0:
+        raise ValueError(f"--clip_seconds must be positive, got {args.clip_seconds}.")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    for name in ("max_steps", "checkpointing_steps", "image_steps", "dataloader_num_workers", "compute_normalization_stats",
+                 "shuffle_buffer_size", "max_train_minutes"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must not be negative, got {getattr(args, name)}.")
+    if args.logging_steps < 1 or args.checkpoints_total_limit < 1:
+        raise ValueError("--logging_steps and --checkpoints_total_limit must be at least 1.")
+    if args.learning_rate <= 0 or args.weight_decay < 0 or args.max_grad_norm < 0:
+        raise ValueError("--learning_rate must be positive; --weight_decay and --max_grad_norm must not be negative.")
+    if not (0 <= args.adam_beta1 < 1 and 0 <= args.adam_beta2 < 1):
+        raise ValueError("--adam_beta1 and --adam_beta2 must lie in [0, 1).")
+    if not 0 <= args.warmup_ratio < 1 or (args.warmup_steps is not None and args.warmup_steps < 0):
+        raise ValueError("--warmup_ratio must lie in [0, 1) and --warmup_steps must not be negative.")
+    if args.max_steps == 0 and not args.num_train_epochs > 0:
+        raise ValueError("Give --max_steps > 0 or --num_train_epochs > 0.")
+    if args.streaming and args.max_steps == 0:
+        raise ValueError("A streaming dataset has no known length: give --max_steps.")
+    if args.data_files and args.data_dir and not args.dataset_name:
+        raise ValueError("Pass either --data_files or --data_dir (without --dataset_name), not both.")
+    if args.dataset_config_name and not args.dataset_name:
+        raise ValueError("--dataset_config_name needs --dataset_name.")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/maskspec-base-audioset).")
+    if args.max_train_samples is not None and args.max_train_samples < 1:
+        raise ValueError(f"--max_train_samples must be positive, got {args.max_train_samples}.")
+    if args.min_clip_seconds is not None and not 0 <= args.min_clip_seconds <= args.clip_seconds:
+        raise ValueError(f"--min_clip_seconds must lie in [0, --clip_seconds], got {args.min_clip_seconds}.")
+
+
+def uses_builtin_data(args) -> bool:
+    return not (args.dataset_name or args.data_dir or args.data_files)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model, feature extractor, optimizer, schedule
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def build_config(args, checkpoint: Path | None = None) -> MaskSpecConfig:
+    """The model config: from the checkpoint being resumed, else --model_name_or_path / --config_name /
+    --model_size, then --config_overrides and --mask_ratio."""
+    if checkpoint is not None:
+        return MaskSpecConfig.from_pretrained(checkpoint)
+    if args.config_name:
+        path = Path(args.config_name)
+        config = MaskSpecConfig.from_json_file(path) if path.is_file() else MaskSpecConfig.from_pretrained(args.config_name)
+    elif args.model_name_or_path:
+        config = MaskSpecConfig.from_pretrained(args.model_name_or_path)
+    else:
+        config = MaskSpecConfig.from_preset(args.model_size)
+    if args.config_overrides:
+        try:
+            config.update_from_string(args.config_overrides)
+        except ValueError as err:
+            raise ValueError(f"Bad --config_overrides {args.config_overrides!r}: {err}") from err
+        config._check_values()
+    if args.mask_ratio is not None:
+        config.mask_ratio = args.mask_ratio
+    config._check_values()
+    return config
+
+
+def build_feature_extractor(args, checkpoint: Path | None = None) -> MaskSpecFeatureExtractor:
+    if checkpoint is not None:
+        return MaskSpecFeatureExtractor.from_pretrained(checkpoint)
+    if args.feature_extractor_name:
+        return MaskSpecFeatureExtractor.from_pretrained(args.feature_extractor_name)
+    if args.model_name_or_path and Path(args.model_name_or_path, "preprocessor_config.json").is_file():
+        return MaskSpecFeatureExtractor.from_pretrained(args.model_name_or_path)
+    return MaskSpecFeatureExtractor()
+
+
+def check_clip_length(args, config: MaskSpecConfig, feature_extractor) -> tuple[int, int, int]:
+    """`(num_samples, num_frames, min_samples)` of a training clip; a clip too short for one patch is an error."""
+    if feature_extractor.feature_size != config.num_mel_bins:
+        raise ValueError(
+            f"The feature extractor makes {feature_extractor.feature_size} mel bins but the model expects "
+            f"{config.num_mel_bins} (config.num_mel_bins)."
+        )
+    num_samples, num_frames = num_frames_for_seconds(feature_extractor, args.clip_seconds)
+    one_patch = min_samples_for_one_patch(feature_extractor, config.patch_size)
+    if num_frames < config.patch_size or num_samples < one_patch:
+        raise ValueError(
+            f"--clip_seconds {args.clip_seconds} gives {num_frames} frames, fewer than one {config.patch_size}-frame "
+            f"patch: use at least {one_patch / feature_extractor.sampling_rate:.3f} s."
+        )
+    if args.min_clip_seconds is None:
+        min_samples = one_patch
+    else:
+        min_samples = max(one_patch, int(round(args.min_clip_seconds * feature_extractor.sampling_rate)))
+    return num_samples, num_frames, min(min_samples, num_samples)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on weight matrices only; none on biases, LayerNorm weights (1-D parameters) and
+    the decoder's mask token, as in MAE/MaskSpec."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim <= 1 or name.endswith(".bias") or "mask_token" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def scaled_learning_rate(base_lr: float, effective_batch_size: int, scale: bool = True) -> float:
+    """Linear scaling rule: `base_lr * effective_batch_size / 256`."""
+    return base_lr * effective_batch_size / LR_REFERENCE_BATCH if scale else base_lr
+
+
+def build_scheduler(optimizer, scheduler_type: str, warmup_steps: int, total_steps: int):
+    from transformers import get_scheduler
+
+    return get_scheduler(scheduler_type, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 of all parameters and buffers (name, dtype, shape, values): equal on every process of a DDP run."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def checkpoint_dir(output_dir) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir) -> list[tuple[int, Path]]:
+    """Complete checkpoints `(step, path)`, oldest first; temporary and half-deleted folders are ignored."""
+    found = []
+    root = checkpoint_dir(output_dir)
+    if root.is_dir():
+        for path in root.iterdir():
+            name = path.name
+            if name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX):].isdigit():
+                if (path / TRAINING_STATE).is_file():
+                    found.append((int(name[len(CHECKPOINT_PREFIX):]), path))
+    return sorted(found)
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir) -> Path | None:
+    if not resume_from_checkpoint:
+        return None
+    if resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return checkpoints[-1][1] if checkpoints else None
+    path = Path(resume_from_checkpoint)
+    if not (path / TRAINING_STATE).is_file():
+        raise ValueError(
+            f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a complete checkpoint folder (no "
+            f"{TRAINING_STATE}); give a folder from {checkpoint_dir(output_dir)} or 'latest'."
+        )
+    return path
+
+
+def remove_stale_checkpoint_folders(output_dir) -> None:
+    """Delete temporary folders a killed run left behind (never a complete checkpoint)."""
+    root = checkpoint_dir(output_dir)
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _discard(path: Path) -> None:
+    """Rename then delete, so a half-deleted folder never looks like a checkpoint."""
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{os.getpid()}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def save_checkpoint(accelerator, output_dir, step: int, training_state: dict, data_state: dict, config,
+                    feature_extractor, total_limit: int) -> Path:
+    """Write `checkpoints/step-<step>` atomically: everything goes into `.tmp-step-<step>`, the main process writes
+    `training_state.json` last, then renames the folder into place and prunes old checkpoints."""
+    root = checkpoint_dir(output_dir)
+    final = root / f"{CHECKPOINT_PREFIX}{step}"
+    tmp = root / f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}"
+    if accelerator.is_main_process:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    _write_json(tmp / f"data_state.rank{accelerator.process_index}.json", data_state)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        config.save_pretrained(tmp)
+        feature_extractor.save_pretrained(tmp)
+        _write_json(tmp / TRAINING_STATE, training_state)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        for _, old in list_checkpoints(output_dir)[:-total_limit]:
+            _discard(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Figures, Hub
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def reconstruction_figure(model: MaskSpecForPreTraining, input_values, attention_mask, noise, title: str = ""):
+    """Matplotlib figure for one clip: input spectrogram | masked input | reconstruction (masked patches filled in)."""
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global state, no backend switching
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(input_values=input_values, attention_mask=attention_mask, noise=noise)
+            original, masked, reconstruction = model.reconstruct_spectrogram(input_values, outputs.logits, outputs.mask)
+    finally:
+        model.train(was_training)
+    panels = [t[0].float().cpu().numpy().T for t in (original, masked, reconstruction)]
+    vmin, vmax = np.nanpercentile(panels[0], [1, 99.5])
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="#d9d9d9")
+    fig = Figure(figsize=(15, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3, sharey=True)
+    masked_share = float(outputs.mask[0].mean())
+    names = ("input spectrogram", f"masked input ({masked_share:.0%} of patches removed)", "reconstruction")
+    for ax, panel, name in zip(axes, panels, names):
+        image = ax.imshow(panel, origin="lower", aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(name)
+        ax.set_xlabel("frame (10 ms)")
+    axes[0].set_ylabel("mel bin")
+    fig.colorbar(image, ax=axes, shrink=0.9, label="normalized log-mel")
+    loss = float(outputs.loss)
+    fig.suptitle(f"{title}  reconstruction loss on masked patches: {loss:.4f}".strip())
+    return fig
+
+
+def push_to_hub(folder, repo_id: str, commit_message: str, token: str | None = None, private: bool = False) -> str:
+    """Upload every file of `folder` to the model repo `repo_id` in one commit (creating the repo if needed)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    folder = Path(folder)
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.name != ".DS_Store")
+    operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files]
+    api.create_commit(repo_id=repo_id, repo_type="model", operations=operations, commit_message=commit_message)
+    return str(url)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _setup_logging(accelerator) -> None:
+    import datasets
+    import transformers
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", level=logging.INFO
+    )
+    if not accelerator.is_main_process:
+        logger.setLevel(logging.WARNING)
+    datasets.utils.logging.set_verbosity_warning()
+    transformers.utils.logging.set_verbosity_warning()
+
+
+def _has_accelerator_device() -> bool:
+    if hasattr(torch, "accelerator"):
+        return bool(torch.accelerator.is_available())
+    return torch.cuda.is_available()
+
+
+def _report_to(args) -> str | None:
+    if args.report_to == "none":
+        return None
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        logger.warning("--report_to tensorboard: tensorboard is not installed (pip install tensorboard); not logging.")
+        return None
+    return "tensorboard"
+
+
+def _describe_data(args) -> list[str]:
+    if uses_builtin_data(args):
+        return [
+            f"Built-in synthetic sound events (maskspec_hf.synthetic_data): {args.synthetic_num_clips} clips, seed "
+            f"{args.synthetic_seed}"
+        ]
+    if args.dataset_name:
+        return [args.dataset_name + (f" ({args.dataset_config_name})" if args.dataset_config_name else "")]
+    if args.data_files:
+        return [f"local files: {', '.join(map(str, args.data_files))}"]
+    return [f"local folder: {args.data_dir}"]
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run pre-training as described by `args` (see `build_parser`); returns a summary dict (also written to
+    `output_dir/train_results.json`)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, broadcast_object_list, gather_object, set_seed
+    from datasets.distributed import split_dataset_by_node
+    from tqdm.auto import tqdm
+
+    validate_args(args)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        # Without a GPU (or other accelerator), say so: Accelerate then runs a torchrun/accelerate-launch job on CPU
+        # as a real multi-process (gloo) run instead of N independent single-process runs.
+        cpu=not _has_accelerator_device(),
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=_report_to(args),
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
+        step_scheduler_with_optimizer=False,
+    )
+    _setup_logging(accelerator)
+    rank, world_size = accelerator.process_index, accelerator.num_processes
+
+    # ------------------------------------------------------------------ where we start from
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+    if args.resume_from_checkpoint == "latest" and checkpoint is None:
+        logger.info(f"--resume_from_checkpoint latest: no checkpoint in {checkpoint_dir(output_dir)} yet, starting afresh.")
+    if checkpoint is None and list_checkpoints(output_dir):
+        if not args.overwrite_output_dir:
+            raise ValueError(
+                f"{output_dir} already holds checkpoints: pass --resume_from_checkpoint latest to continue that run, "
+                "or --overwrite_output_dir to start afresh."
+            )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if checkpoint is None and args.overwrite_output_dir:
+            for sub in ("checkpoints", "logs", "images", "runs", "final"):
+                shutil.rmtree(output_dir / sub, ignore_errors=True)
+        remove_stale_checkpoint_folders(output_dir)
+        (output_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (output_dir / "images").mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    set_seed(args.seed)
+    config = build_config(args, checkpoint)
+    feature_extractor = build_feature_extractor(args, checkpoint)
+    num_samples, num_frames, min_samples = check_clip_length(args, config, feature_extractor)
+    if num_frames > config.max_frames:
+        logger.info(f"Training clips have {num_frames} frames, more than config.max_frames={config.max_frames}.")
+
+    # ------------------------------------------------------------------ data
+    synthetic_seconds = args.synthetic_clip_seconds or args.clip_seconds
+    with accelerator.main_process_first():
+        raw = load_audio_dataset(
+            dataset_name=args.dataset_name,
+            dataset_config_name=args.dataset_config_name,
+            data_dir=args.data_dir,
+            data_files=args.data_files,
+            split=args.train_split_name,
+            streaming=args.streaming,
+            cache_dir=args.cache_dir,
+            synthetic_num_clips=args.synthetic_num_clips,
+            synthetic_clip_seconds=synthetic_seconds,
+            synthetic_seed=args.synthetic_seed,
+            sampling_rate=feature_extractor.sampling_rate,
+        )
+    dataset, id_column = prepare_audio_dataset(raw, args.audio_column_name, args.id_column_name)
+    if args.max_train_samples is not None:
+        dataset = dataset.take(args.max_train_samples) if args.streaming else dataset.select(
+            range(min(args.max_train_samples, len(dataset)))
+        )
+    processor = ClipProcessor(
+        sampling_rate=feature_extractor.sampling_rate,
+        num_samples=num_samples,
+        min_samples=min_samples,
+        audio_column=args.audio_column_name,
+        id_column=id_column,
+        seed=args.seed,
+    )
+
+    if checkpoint is None and args.compute_normalization_stats:
+        stats = [None, None]
+        if accelerator.is_main_process:
+            waves = collect_clips(dataset, processor, args.compute_normalization_stats)
+            stats = list(feature_extractor.compute_normalization_stats(waves, sampling_rate=feature_extractor.sampling_rate))
+            logger.info(f"Normalization statistics from {len(waves)} clips: mean={stats[0]:.4f}, std={stats[1]:.4f}")
+        stats = broadcast_object_list(stats)
+        feature_extractor.mean, feature_extractor.std = float(stats[0]), float(stats[1])
+
+    collator = SpectrogramCollator(feature_extractor, num_frames, patch_size=config.patch_size, seed=args.seed)
+    if args.streaming:
+        stream_dataset = dataset
+        if args.shuffle_buffer_size:
+            stream_dataset = stream_dataset.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
+        if world_size > 1:
+            stream_dataset = split_dataset_by_node(stream_dataset, rank=rank, world_size=world_size)
+
+        def any_process_out_of_data(out_of_data: bool) -> bool:
+            if world_size == 1:
+                return out_of_data
+            flags = accelerator.gather(torch.tensor([float(out_of_data)], device=accelerator.device))
+            return bool(flags.max() > 0)
+
+        batches = StreamingBatches(
+            stream_dataset, processor, collator, args.per_device_train_batch_size, rank=rank,
+            num_workers=args.dataloader_num_workers, end_of_epoch_sync=any_process_out_of_data,
+        )
+        steps_per_epoch = None
+    else:
+        batches = MapStyleBatches(
+            dataset, processor, collator, args.per_device_train_batch_size, seed=args.seed, rank=rank,
+            world_size=world_size, num_workers=args.dataloader_num_workers,
+            batches_multiple_of=args.gradient_accumulation_steps,
+        )
+        steps_per_epoch = batches.batches_per_epoch // args.gradient_accumulation_steps
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    warmup_steps = args.warmup_steps if args.warmup_steps is not None else int(args.warmup_ratio * total_steps)
+
+    # ------------------------------------------------------------------ model and optimizer
+    if args.model_name_or_path and checkpoint is None:
+        model = MaskSpecForPreTraining.from_pretrained(args.model_name_or_path, config=config)
+    else:
+        model = MaskSpecForPreTraining(config)
+    effective_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
+    learning_rate = scaled_learning_rate(args.learning_rate, effective_batch, args.scale_lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, args.weight_decay), lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+    )
+    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, warmup_steps, total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+
+    # ------------------------------------------------------------------ resume
+    step = 0
+    local_skipped, local_clips = Counter(), 0
+    last_loss = None
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / TRAINING_STATE).read_text())
+        data_state_path = checkpoint / f"data_state.rank{rank}.json"
+        if state["world_size"] != world_size or not data_state_path.is_file():
+            raise ValueError(
+                f"{checkpoint} was written by {state['world_size']} process(es); this run has {world_size}: resume "
+                "with the same number of processes."
+            )
+        data_state = json.loads(data_state_path.read_text())
+        step, last_loss = int(state["step"]), state.get("last_loss")
+        local_skipped, local_clips = Counter(data_state["skipped"]), int(data_state["clips_seen"])
+        if args.ignore_data_skip:
+            batches.epoch = int(data_state["data"]["epoch"])
+        else:
+            batches.load_state_dict(data_state["data"])
+        logger.info(f"Resumed from {checkpoint} at step {step} (epoch {batches.epoch}, batch {batches.position}).")
+        # Drop what the interrupted run logged after this checkpoint: the logs then read as one uninterrupted run.
+        if accelerator.is_main_process:
+            _truncate_jsonl(output_dir / "logs" / "train_log.jsonl", step)
+        for name in (f"skipped_clips.rank{rank}.jsonl", f"clip_ids.rank{rank}.jsonl"):
+            _truncate_jsonl(output_dir / "logs" / name, step)
+
+    # ------------------------------------------------------------------ logging set-up
+    hyperparameters = {
+        "model": _size_label(args, config),
+        "mask_ratio": config.mask_ratio,
+        "norm_pix_loss": config.norm_pix_loss,
+        "clip_seconds": args.clip_seconds,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": world_size,
+        "effective_batch_size": effective_batch,
+        "base_learning_rate": args.learning_rate,
+        "learning_rate": learning_rate,
+        "lr_scheduler": f"{args.lr_scheduler_type}, {warmup_steps} warmup steps",
+        "optimizer": f"AdamW(betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon})",
+        "weight_decay": args.weight_decay,
+        "max_grad_norm": args.max_grad_norm,
+        "total_steps": total_steps,
+        "mixed_precision": args.mixed_precision,
+        "seed": args.seed,
+        "feature_extractor_mean_std": f"{feature_extractor.mean:.4f}, {feature_extractor.std:.4f}",
+    }
+    if accelerator.is_main_process:
+        logger.info(
+            f"Effective batch size {effective_batch} = {args.per_device_train_batch_size} per device x "
+            f"{args.gradient_accumulation_steps} accumulation x {world_size} process(es); learning rate "
+            f"{learning_rate:.3g} = {args.learning_rate:g} x {effective_batch}/{LR_REFERENCE_BATCH}"
+            + ("" if args.scale_lr else " (not scaled: --no_scale_lr)")
+        )
+        logger.info(
+            f"{total_steps} optimizer steps"
+            + (f" ({steps_per_epoch} per epoch)" if steps_per_epoch else "")
+            + f", warmup {warmup_steps}; clips of {args.clip_seconds:g} s = {num_frames} frames; "
+            f"{sum(p.numel() for p in unwrapped.parameters()):,} parameters"
+        )
+    if _report_to(args):
+        accelerator.init_trackers("maskspec-pretraining", config={k: str(v) if not isinstance(v, (int, float, bool)) else v
+                                                                  for k, v in hyperparameters.items()})
+    writer = _tensorboard_writer(accelerator)
+
+    # The fixed clip of the reconstruction figures, and its fixed mask.
+    fixed = first_valid_clip(dataset, processor) if accelerator.is_main_process else None
+    figure_inputs = None
+    if fixed is not None:
+        features = feature_extractor(fixed["waveform"], sampling_rate=feature_extractor.sampling_rate,
+                                     return_tensors="pt")
+        grid = (features["input_values"].shape[1] // config.patch_size) * config.num_freq_patches
+        figure_noise = torch.from_numpy(clip_rng(args.seed, 3).random((1, grid), dtype=np.float32))
+        figure_inputs = (features["input_values"], features["attention_mask"], figure_noise, fixed["id"])
+
+    def write_figure(at_step: int) -> Path | None:
+        nonlocal figure_inputs
+        if figure_inputs is None:
+            return None
+        values, mask, noise, clip_id = figure_inputs
+        try:
+            fig = reconstruction_figure(
+                unwrapped, values.to(accelerator.device), mask.to(accelerator.device), noise.to(accelerator.device),
+                title=f"clip {clip_id}, step {at_step}:",
+            )
+        except ImportError:
+            logger.warning("matplotlib is not installed (pip install matplotlib): no reconstruction figures.")
+            figure_inputs = None
+            return None
+        path = output_dir / "images" / f"step-{at_step:07d}.png"
+        fig.savefig(path, dpi=80)
+        if writer is not None:
+            writer.add_figure("reconstruction", fig, global_step=at_step)
+        return path
+
+    mode = "a" if checkpoint is not None else "w"  # a fresh run starts fresh logs
+    train_log = open(output_dir / "logs" / "train_log.jsonl", mode) if accelerator.is_main_process else None
+    skip_log = open(output_dir / "logs" / f"skipped_clips.rank{rank}.jsonl", mode)
+    ids_log = open(output_dir / "logs" / f"clip_ids.rank{rank}.jsonl", mode) if args.log_clip_ids else None
+
+    def global_counts() -> tuple[int, dict]:
+        counts = torch.tensor([local_clips] + [local_skipped[r] for r in SKIP_REASONS], dtype=torch.float64)
+        counts = accelerator.reduce(counts.to(accelerator.device), "sum").cpu()
+        return int(counts[0]), {r: int(c) for r, c in zip(SKIP_REASONS, counts[1:])}
+
+    def checkpoint_now(at_step: int):
+        clips_seen, skipped = global_counts()
+        training_state = {
+            "step": at_step,
+            "epoch": batches.epoch,
+            "total_steps": total_steps,
+            "world_size": world_size,
+            "clips_seen": clips_seen,
+            "skipped": skipped,
+            "last_loss": last_loss,
+            "args": {k: v for k, v in vars(args).items() if k != "hub_token"},
+        }
+        data_state = {"data": batches.state_dict(), "skipped": dict(local_skipped), "clips_seen": local_clips}
+        path = save_checkpoint(accelerator, output_dir, at_step, training_state, data_state, unwrapped.config,
+                               feature_extractor, args.checkpoints_total_limit)
+        logger.info(f"Saved checkpoint {path}")
+
+    # ------------------------------------------------------------------ the loop
+    dummy = None
+    progress = tqdm(total=total_steps, initial=step, disable=not accelerator.is_main_process, desc="pre-training",
+                    dynamic_ncols=True)
+    model.train()
+    last_time = started = time.perf_counter()
+    stopped_by_time_limit = False
+    try:
+        while step < total_steps:
+            loss_sum, loss_count, step_clips = 0.0, 0, 0
+            step_skipped = Counter()
+            lr = optimizer.param_groups[0]["lr"]
+            for micro in range(args.gradient_accumulation_steps):
+                batch = batches.next_batch()
+                for clip_id, reason, error in batch["skipped"]:
+                    step_skipped[reason] += 1
+                    skip_log.write(json.dumps({"step": step + 1, "id": clip_id, "reason": reason, "error": error}) + "\n")
+                if batch["skipped"]:
+                    skip_log.flush()
+                if ids_log is not None:
+                    ids_log.write(json.dumps({"step": step + 1, "micro_batch": micro, "ids": batch["ids"]}) + "\n")
+                    ids_log.flush()
+                num_clips = batch["input_values"].shape[0]
+                step_clips += num_clips
+                if num_clips:
+                    inputs = {k: batch[k].to(accelerator.device) for k in ("input_values", "attention_mask", "noise")}
+                    weight = 1.0
+                else:
+                    # Every clip of this batch was skipped: run a zero-weight step so that all processes still take
+                    # part in the gradient synchronisation.
+                    if dummy is None:
+                        dummy = {
+                            "input_values": torch.zeros(1, num_frames, config.num_mel_bins),
+                            "attention_mask": torch.ones(1, num_frames, dtype=torch.int32),
+                            "noise": torch.rand(1, collator.num_patches(), generator=torch.Generator().manual_seed(0)),
+                        }
+                    inputs = {k: v.to(accelerator.device) for k, v in dummy.items()}
+                    weight = 0.0
+                with accelerator.accumulate(model):
+                    loss = model(**inputs).loss
+                    accelerator.backward(loss * weight)
+                    if accelerator.sync_gradients:
+                        if args.max_grad_norm:
+                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad()
+                if weight:
+                    loss_sum += float(loss.detach())
+                    loss_count += 1
+            if not accelerator.sync_gradients:
+                raise RuntimeError("Gradient accumulation lost track of optimizer steps; this is a bug.")
+            step += 1
+            local_clips += step_clips
+            local_skipped.update(step_skipped)
+
+            totals = torch.tensor(
+                [loss_sum, loss_count, step_clips] + [step_skipped[r] for r in SKIP_REASONS], dtype=torch.float64
+            )
+            totals = accelerator.reduce(totals.to(accelerator.device), "sum").cpu()
+            step_loss = float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+            last_loss = step_loss if math.isfinite(step_loss) else last_loss
+            now = time.perf_counter()
+            clips_per_second = float(totals[2]) / max(now - last_time, 1e-9)
+            last_time = now
+            clips_seen, skipped = global_counts()
+
+            if accelerator.is_main_process:
+                record = {
+                    "step": step,
+                    "epoch": batches.epoch,
+                    "loss": step_loss,
+                    "lr": lr,
+                    "clips": int(totals[2]),
+                    "clips_per_second": round(clips_per_second, 3),
+                    "clips_seen": clips_seen,
+                    "skipped": skipped,
+                }
+                train_log.write(json.dumps(record) + "\n")
+                train_log.flush()
+                progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", clips_s=f"{clips_per_second:.1f}",
+                                     skipped=sum(skipped.values()), refresh=False)
+                progress.update(1)
+            if step % args.logging_steps == 0 or step == total_steps:
+                accelerator.log(
+                    {"train/loss": step_loss, "train/learning_rate": lr, "train/clips_per_second": clips_per_second,
+                     "train/epoch": batches.epoch, "train/skipped_clips": sum(skipped.values()),
+                     **{f"skipped/{r}": c for r, c in skipped.items()}},
+                    step=step,
+                )
+            if args.image_steps and step % args.image_steps == 0 and accelerator.is_main_process:
+                write_figure(step)
+            if args.max_train_minutes and step < total_steps:
+                # The main process's clock decides for everyone.
+                over = torch.tensor(
+                    [float(accelerator.is_main_process and now - started > 60 * args.max_train_minutes)],
+                    device=accelerator.device,
+                )
+                stopped_by_time_limit = bool(accelerator.reduce(over, "sum").item() > 0)
+            if step < total_steps and (
+                stopped_by_time_limit or (args.checkpointing_steps and step % args.checkpointing_steps == 0)
+            ):
+                checkpoint_now(step)
+            if stopped_by_time_limit:
+                logger.warning(
+                    f"--max_train_minutes {args.max_train_minutes:g} reached: stopping at step {step} of {total_steps} "
+                    "(resume with --resume_from_checkpoint latest)."
+                )
+                break
+    finally:
+        progress.close()
+        batches.close()
+        skip_log.close()
+        if train_log is not None:
+            train_log.close()
+        if ids_log is not None:
+            ids_log.close()
+
+    # ------------------------------------------------------------------ the end
+    fingerprints = gather_object([weights_fingerprint(unwrapped)])
+    clips_seen, skipped = global_counts()
+    summary = {
+        "step": step,
+        "epoch": batches.epoch,
+        "final_loss": last_loss,
+        "clips_seen": clips_seen,
+        "skipped_clips": skipped,
+        "learning_rate": learning_rate,
+        "effective_batch_size": effective_batch,
+        "num_processes": world_size,
+        "weights_identical_on_all_processes": len(set(fingerprints)) == 1,
+        "total_steps": total_steps,
+        "stopped_by_time_limit": stopped_by_time_limit,
+        "resumed_from": str(checkpoint) if checkpoint is not None else None,
+        "final_dir": str(output_dir / "final"),
+    }
+    if len(set(fingerprints)) != 1:
+        logger.error(f"The processes ended with different weights: {fingerprints}")
+    if accelerator.is_main_process:
+        _write_json(output_dir / "logs" / "weights_fingerprints.json", {"fingerprints": fingerprints})
+        final = output_dir / "final"
+        if final.exists():
+            shutil.rmtree(final)
+        final.mkdir(parents=True)
+        unwrapped.save_pretrained(final, safe_serialization=True)
+        feature_extractor.save_pretrained(final)
+        figure = write_figure(step)
+        if figure is not None:
+            shutil.copyfile(figure, final / "reconstruction.png")
+            shutil.copyfile(figure, output_dir / "reconstruction.png")
+            summary["figure"] = str(output_dir / "reconstruction.png")
+        from .model_card import write_model_card
+
+        results = {
+            "final_loss (masked-patch MSE, last step)": last_loss,
+            "optimizer_steps": step,
+            "epochs_started": batches.epoch + 1,
+            "clips_seen": clips_seen,
+            "clips_skipped": sum(skipped.values()),
+        }
+        write_model_card(
+            final,
+            unwrapped.config,
+            task="pretraining",
+            hyperparameters={**hyperparameters, "optimizer_steps": step},
+            results=results,
+            datasets=_describe_data(args),
+            extra_notes="\n\n".join(
+                note
+                for note in (
+                    _skip_note(skipped),
+                    f"Training stopped by its time limit (--max_train_minutes {args.max_train_minutes:g}) after "
+                    f"{step} of {total_steps} scheduled steps." if stopped_by_time_limit else None,
+                )
+                if note
+            ) or None,
+            figure="reconstruction.png" if figure is not None else None,
+        )
+        _write_json(output_dir / "train_results.json", summary)
+        logger.info(f"Hub-ready model folder: {final}")
+        if args.push_to_hub:
+            message = f"MaskSpec pre-training: {step} steps, final loss {last_loss:.4f}" if last_loss is not None else \
+                f"MaskSpec pre-training: {step} steps"
+            url = push_to_hub(final, args.hub_model_id, message, token=args.hub_token, private=args.hub_private_repo)
+            summary["hub_url"] = url
+            logger.info(f"Uploaded {final} to {url}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _size_label(args, config) -> str:
+    for name, shape in MASKSPEC_PRESETS.items():
+        if all(getattr(config, k) == v for k, v in shape.items()) and config.num_hidden_layers == 12:
+            return f"MaskSpec-{name.capitalize()}"
+    def blocks(n):
+        return f"{n} block{'' if n == 1 else 's'}"
+
+    return (f"custom: width {config.hidden_size}, {blocks(config.num_hidden_layers)}; decoder width "
+            f"{config.decoder_hidden_size}, {blocks(config.decoder_num_hidden_layers)}")
+
+
+def _skip_note(skipped: dict) -> str | None:
+    total = sum(skipped.values())
+    if not total:
+        return None
+    details = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in skipped.items() if count)
+    return f"Clips skipped during training (unreadable or unusable audio): {total} ({details})."
+
+
+def _truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop the log lines a killed run wrote after the checkpoint it is resumed from."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= max_step:
+                keep.append(line)
+        except (ValueError, KeyError):
+            continue  # a line torn by the kill
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _tensorboard_writer(accelerator):
+    if not accelerator.is_main_process:
+        return None
+    try:
+        writer = accelerator.get_tracker("tensorboard", unwrap=True)
+    except (ValueError, KeyError, AttributeError):
+        return None
+    return writer if hasattr(writer, "add_figure") else None
+
+
+def main(argv=None) -> dict:
+    """Console entry point (`maskspec-pretrain`)."""
+    args = parse_args(argv)
+    return train(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,255 @@
+# Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
+"""Linear probe: the standard way to judge a pre-trained representation.
+
+The encoder is frozen; every clip of a labeled train and test split is turned into one pooled embedding (the mean
+of the encoder's patch outputs; clips longer than the model window are cut into consecutive `config.max_frames`
+windows whose embeddings are averaged); a linear classifier (standardized features, logistic regression; one per
+class for multi-label data) is fitted on the train embeddings and scored on the test ones: accuracy (single-label)
+or AudioSet mAP/mAUC/d′ (multi-label), with the bundled offline metrics.
+
+Any `from_pretrained` source works (pre-training, classification or encoder checkpoint, folder or Hub id) and so do
+the preset names "tiny"/"small"/"base" (random weights). `--random_init` keeps the source's architecture and draws
+fresh weights, so a pre-trained encoder and its random baseline differ by one flag:
+
+    maskspec-probe --model_name_or_path my-pretrained --data_dir my_audiofolder --eval_split_name test
+    maskspec-probe --model_name_or_path my-pretrained --data_dir my_audiofolder --eval_split_name test --random_init
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import HfArgumentParser
+
+from .feature_extraction_maskspec import MaskSpecFeatureExtractor
+from .finetuning import (
+    DataTrainingArguments,
+    LabelSpace,
+    build_label_space,
+    load_splits,
+    parse_config_overrides,
+    waveform_of,
+)
+from .inference import is_preset_name, load_encoder
+from .metrics import accuracy, audioset_map
+from .modeling_maskspec import MaskSpecModel
+
+
+@dataclass
+class ProbeArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "Folder or Hub id of any MaskSpec checkpoint, or a preset name (tiny/small/base)."}
+    )
+    random_init: bool = field(
+        default=False, metadata={"help": "Same architecture as the source, random weights: the baseline to beat."}
+    )
+    config_overrides: str | None = field(default=None, metadata={"help": "e.g. 'num_hidden_layers=2' (presets)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random initialization and the classifier."})
+    batch_size: int = field(default=16, metadata={"help": "Clips per encoder call."})
+    device: str = field(default="cpu", metadata={"help": "Device of the encoder (cpu, cuda, ...)."})
+    C: float = field(default=1.0, metadata={"help": "Inverse L2 regularization strength of the logistic regression."})
+    max_iter: int = field(default=1000, metadata={"help": "Iterations of the logistic regression solver."})
+    output_file: str | None = field(default=None, metadata={"help": "Write the results to this JSON file."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models and datasets."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the cached login)."})
+
+
+def _windows(length: int, window: int) -> list[int]:
+    """Start frames of consecutive `window`-frame windows covering `length` frames, the last flush with the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, window))
+    return starts + [length - window]
+
+
+@torch.no_grad()
+def pooled_embeddings(
+    encoder: MaskSpecModel,
+    feature_extractor: MaskSpecFeatureExtractor,
+    waves: list[np.ndarray],
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Mean-pooled encoder embeddings `[clips, hidden]` of mono waveforms at the feature extractor's rate.
+
+    A clip longer than `config.max_frames` frames is cut into windows (see `_windows`) whose pooled embeddings are
+    averaged; padding is masked, so a clip's embedding does not depend on the batch.
+    """
+    window = encoder.config.max_frames
+    device = next(encoder.parameters()).device
+    minimum = feature_extractor.min_num_samples
+    out = []
+    for first in range(0, len(waves), batch_size):
+        batch = [
+            w if len(w) >= minimum else np.pad(w, (0, minimum - len(w))) for w in waves[first : first + batch_size]
+        ]
+        features = feature_extractor(
+            batch, sampling_rate=feature_extractor.sampling_rate, padding="longest", return_tensors="pt"
+        )
+        values, mask = features["input_values"], features["attention_mask"]
+        pieces, owners = [], []
+        for clip, length in enumerate(mask.sum(dim=1).tolist()):
+            for start in _windows(int(length), window):
+                pieces.append((clip, start, min(window, int(length))))
+                owners.append(clip)
+        size = max(n for _, _, n in pieces)
+        x = values.new_zeros(len(pieces), size, values.shape[-1])
+        m = mask.new_zeros(len(pieces), size)
+        for i, (clip, start, n) in enumerate(pieces):
+            x[i, :n] = values[clip, start : start + n]
+            m[i, :n] = 1
+        pooled = []
+        for part in range(0, len(pieces), batch_size):
+            output = encoder(
+                x[part : part + batch_size].to(device), attention_mask=m[part : part + batch_size].to(device)
+            )
+            pooled.append(output.pooler_output.float().cpu())
+        pooled = torch.cat(pooled)
+        owners = torch.tensor(owners)
+        sums = torch.zeros(len(batch), pooled.shape[1]).index_add_(0, owners, pooled)
+        out.append((sums / torch.bincount(owners, minlength=len(batch))[:, None]).numpy())
+    return np.concatenate(out)
+
+
+def embed_split(
+    dataset: datasets.Dataset,
+    encoder: MaskSpecModel,
+    feature_extractor: MaskSpecFeatureExtractor,
+    audio_column: str,
+    label_column: str,
+    label_space: LabelSpace,
+    batch_size: int = 16,
+    max_samples: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, targets) of one split; audio is resampled to the feature extractor's rate by `datasets`."""
+    dataset = dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature_extractor.sampling_rate))
+    dataset = dataset.select_columns([audio_column, label_column])
+    embeddings, targets, waves = [], [], []
+    for row in dataset:
+        wave = waveform_of(row[audio_column])
+        waves.append(wave[:max_samples] if max_samples else wave)
+        targets.append(label_space.encode(row[label_column]))
+        if len(waves) == batch_size:
+            embeddings.append(pooled_embeddings(encoder, feature_extractor, waves, batch_size))
+            waves = []
+    if waves:
+        embeddings.append(pooled_embeddings(encoder, feature_extractor, waves, batch_size))
+    return np.concatenate(embeddings), np.stack(targets) if label_space.multi_label else np.asarray(targets)
+
+
+def fit_linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    multi_label: bool,
+    C: float = 1.0,
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Fit standardization + logistic regression on train embeddings; score the test ones with the bundled metrics."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    linear = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    classifier = make_pipeline(StandardScaler(), OneVsRestClassifier(linear) if multi_label else linear)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+        classifier.fit(train_x, train_y)
+    if multi_label:
+        return audioset_map(classifier.decision_function(test_x), test_y)
+    return accuracy(classifier.predict(test_x), test_y)
+
+
+def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
+    if data_args.label_column_name is None:
+        raise ValueError("--label_column_name is required for the linear probe.")
+    splits = load_splits(data_args, cache_dir=args.cache_dir, token=args.token, seed=args.seed)
+    label_space = build_label_space(splits, data_args.label_column_name, data_args.class_index_csv)
+    hub_kwargs = {"cache_dir": args.cache_dir, "token": args.token}
+    encoder, feature_extractor = load_encoder(
+        args.model_name_or_path,
+        random_init=args.random_init,
+        seed=args.seed,
+        config_overrides=parse_config_overrides(args.config_overrides),
+        **{k: v for k, v in hub_kwargs.items() if v is not None},
+    )
+    encoder.to(args.device).requires_grad_(False)
+    max_samples = (
+        int(data_args.max_length_seconds * feature_extractor.sampling_rate) if data_args.max_length_seconds else None
+    )
+    train_x, train_y = embed_split(
+        splits["train"],
+        encoder,
+        feature_extractor,
+        data_args.audio_column_name,
+        data_args.label_column_name,
+        label_space,
+        args.batch_size,
+        max_samples,
+    )
+    test_x, test_y = embed_split(
+        splits["eval"],
+        encoder,
+        feature_extractor,
+        data_args.audio_column_name,
+        data_args.label_column_name,
+        label_space,
+        args.batch_size,
+        max_samples,
+    )
+    if not label_space.multi_label and len(np.unique(train_y)) < 2:
+        raise ValueError("The training split has a single class: a linear probe needs at least two.")
+    scores = fit_linear_probe(
+        train_x, train_y, test_x, test_y, label_space.multi_label, C=args.C, max_iter=args.max_iter, seed=args.seed
+    )
+    metric = "mAP" if label_space.multi_label else "accuracy"
+    result = {
+        "model": args.model_name_or_path,
+        "weights": "random init" if args.random_init or is_preset_name(args.model_name_or_path) else "pre-trained",
+        "metric": metric,
+        "score": scores[metric],
+        **{k: v for k, v in scores.items() if k != metric},
+        "embedding_size": int(train_x.shape[1]),
+        "num_classes": label_space.num_labels,
+        "train_examples": int(len(train_x)),
+        "test_examples": int(len(test_x)),
+        "train_split": data_args.train_split_name,
+        "test_split": data_args.eval_split_name,
+        "classifier": f"StandardScaler + LogisticRegression(C={args.C})"
+        + (" one-vs-rest" if label_space.multi_label else ""),
+        "seed": args.seed,
+    }
+    print(
+        f"Linear probe of {args.model_name_or_path} ({result['weights']}): {metric} {result['score']:.4f} on "
+        f"{result['test_examples']} test clips ({result['train_examples']} train, {label_space.num_labels} classes, "
+        f"{result['embedding_size']}-d embeddings)"
+    )
+    if args.output_file:
+        path = Path(args.output_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ProbeArguments, DataTrainingArguments))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, data_args = parser.parse_args_into_dataclasses(args=argv)
+    return run_probe(args, data_args)
+
+
+__all__ = ["ProbeArguments", "embed_split", "fit_linear_probe", "main", "pooled_embeddings", "run_probe"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""Pre-training with Accelerate: outputs, exact resume after kill -9, streaming, 2 processes, Hub upload (offline)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from audioset_fixture import BAD_IDS, write_audiofolder, write_audioset_parquet, write_audioset_shards
+
+from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor
+from maskspec_hf.model_card import render_model_card
+from maskspec_hf.pretraining import list_checkpoints, main, param_groups
+
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "examples" / "pretrain_maskspec.py"
+TINY = {
+    "model_type": "maskspec",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "decoder_hidden_size": 64,
+    "decoder_num_hidden_layers": 1,
+    "decoder_num_attention_heads": 2,
+    "decoder_intermediate_size": 128,
+}
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretraining")
+    (root / "tiny.json").write_text(json.dumps(TINY))
+    write_audioset_parquet(root / "audioset" / "balanced_train.parquet", num_good=8)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread_and_fresh_accelerate():
+    # The test machine is small and shared: one intra-op thread is faster and steadier there.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def subprocess_env(root: Path) -> dict:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "MASKSPEC_HF_CACHE": str(root / "maskspec_cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def common_args(root: Path) -> list[str]:
+    """A tiny run on the AudioSet-schema parquet (8 good clips + 4 broken ones), 1 s clips."""
+    return [
+        "--config_name", str(root / "tiny.json"),
+        "--data_files", str(root / "audioset" / "balanced_train.parquet"),
+        "--cache_dir", str(root / "hf_cache"),
+        "--clip_seconds", "1",
+        "--per_device_train_batch_size", "4",
+        "--max_steps", str(STEPS),
+        "--learning_rate", "0.05",
+        "--warmup_steps", "2",
+        "--checkpointing_steps", "2",
+        "--checkpoints_total_limit", "2",
+        "--image_steps", "4",
+        "--dataloader_num_workers", "1",
+        "--compute_normalization_stats", "4",
+        "--seed", "7",
+    ]  # fmt: skip
+
+
+def read_log(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "logs" / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def straight_run(workdir):
+    """The reference: all steps in one go, with TensorBoard and a (mocked, offline) push to the Hub."""
+    from huggingface_hub import HfApi
+
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"] = {"repo_id": repo_id, **kwargs}
+        return f"https://huggingface.co/{repo_id}"
+
+    def create_commit(self, repo_id, operations, commit_message, **kwargs):
+        calls["create_commit"] = {"repo_id": repo_id, "operations": operations, "commit_message": commit_message,
+                                  **kwargs}
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the test tried to reach the Hub")
+
+    output_dir = workdir / "straight"
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(HfApi, "create_repo", create_repo)
+        patch.setattr(HfApi, "create_commit", create_commit)
+        patch.setattr(HfApi, "upload_folder", no_network)
+        patch.setattr(HfApi, "preupload_lfs_files", no_network)
+        summary = main(common_args(workdir) + [
+            "--output_dir", str(output_dir), "--report_to", "tensorboard",
+            "--push_to_hub", "--hub_model_id", "someone/maskspec-test",
+        ])  # fmt: skip
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    return output_dir, summary, calls
+
+
+def test_bad_arguments_are_clear_errors(workdir, tmp_path):
+    base = common_args(workdir) + ["--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    with pytest.raises(ValueError, match=r"--mask_ratio must lie in \[0.05, 0.95\], got 0.99"):
+        main(base + ["--mask_ratio", "0.99"])
+    with pytest.raises(ValueError, match="A streaming dataset has no known length: give --max_steps"):
+        main([a for a in base if a not in ("--max_steps", str(STEPS))] + ["--streaming"])
+    with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
+        main(base + ["--push_to_hub"])
+    with pytest.raises(ValueError, match="fewer than one 16-frame patch"):
+        main(base + ["--clip_seconds", "0.1"])
+    with pytest.raises(ValueError, match="available columns: video_id, audio, labels, human_labels"):
+        main(base + ["--audio_column_name", "sound"])
+
+
+def test_straight_run_writes_a_hub_ready_folder_logs_and_figures(straight_run):
+    output_dir, summary, _ = straight_run
+    log = read_log(output_dir)
+    assert [r["step"] for r in log] == list(range(1, STEPS + 1))
+    assert summary["final_loss"] == log[-1]["loss"] and summary["weights_identical_on_all_processes"]
+    # 12 rows per epoch (4 of them broken), 3 batches of 4: every broken clip is skipped, counted and logged once per
+    # epoch, and training went on.
+    assert [r["epoch"] for r in log] == [0, 0, 0, 1, 1, 1, 2, 2]
+    for step in (3, 6):
+        assert log[step - 1]["skipped"] == {reason: step // 3 for reason in BAD_IDS.values()}
+        assert log[step - 1]["clips_seen"] == step // 3 * 8
+    assert log[-1]["clips_seen"] + sum(log[-1]["skipped"].values()) == STEPS * 4
+    skipped = [json.loads(line) for line in (output_dir / "logs" / "skipped_clips.rank0.jsonl").read_text().splitlines()]
+    assert {(s["id"], s["reason"]) for s in skipped} == set(BAD_IDS.items())
+    # The learning rate follows warmup then cosine, scaled from the base LR by batch / 256.
+    peak = 0.05 * 4 / 256
+    assert [r["lr"] for r in log[:3]] == pytest.approx([0.0, peak / 2, peak])  # transformers' warmup starts at 0
+    assert 0 < log[-1]["lr"] < log[3]["lr"] < peak
+
+    final = output_dir / "final"
+    files = {p.name for p in final.iterdir()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "reconstruction.png",
+            "configuration_maskspec.py", "modeling_maskspec.py", "feature_extraction_maskspec.py"} <= files
+    config = json.loads((final / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_maskspec.MaskSpecForPreTraining"
+    assert config["hidden_size"] == 64 and config["mask_ratio"] == 0.75
+    extractor = MaskSpecFeatureExtractor.from_pretrained(final)
+    assert (extractor.mean, extractor.std) != (-4.5, 5.0)  # fitted by --compute_normalization_stats
+    from transformers import AutoModelForPreTraining
+
+    model = AutoModelForPreTraining.from_pretrained(final)
+    assert type(model).__name__ == "MaskSpecForPreTraining"
+
+    card = (final / "README.md").read_text()
+    header = card.split("---")[1]
+    for line in ("library_name: transformers", "license: apache-2.0", "pipeline_tag: feature-extraction",
+                 "- maskspec", "- audio", "- self-supervised"):
+        assert line in header
+    assert "| learning_rate | 0.00078125 |" in card and "| effective_batch_size | 4 |" in card
+    assert f"{log[-1]['loss']:.6g}" in card
+    assert "not reproduced here" in card and "| Base | AudioSet-2M (AS-2M) | mAP | 0.471 |" in card
+
+    for step in (4, 8):
+        assert (output_dir / "images" / f"step-{step:07d}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(output_dir / "runs" / "maskspec-pretraining"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/learning_rate", "train/clips_per_second", "train/skipped_clips"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == [8]  # --logging_steps 10: only the last step
+    assert "reconstruction" in tags["images"]
+
+
+def test_push_to_hub_sends_the_final_folder_in_one_commit(straight_run):
+    output_dir, summary, calls = straight_run
+    assert calls["create_repo"]["repo_id"] == "someone/maskspec-test" and calls["create_repo"]["exist_ok"]
+    commit = calls["create_commit"]
+    assert commit["repo_id"] == "someone/maskspec-test"
+    assert commit["commit_message"] == f"MaskSpec pre-training: {STEPS} steps, final loss {summary['final_loss']:.4f}"
+    final = output_dir / "final"
+    sent = {op.path_in_repo: Path(op.path_or_fileobj) for op in commit["operations"]}
+    assert sorted(sent) == sorted(p.name for p in final.iterdir())
+    for name, path in sent.items():
+        assert path.read_bytes() == (final / name).read_bytes()
+
+
+def test_kill_9_then_resume_latest_gives_the_same_losses(workdir, straight_run):
+    output_dir = workdir / "killed"
+    args = common_args(workdir) + ["--output_dir", str(output_dir), "--report_to", "none"]
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=subprocess_env(workdir),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    try:
+        while not (output_dir / "checkpoints" / "step-2").exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (output_dir / "final").exists(), "the run finished before it was killed"
+    killed_at = list_checkpoints(output_dir)[-1][0]
+    assert 2 <= killed_at < STEPS
+
+    # A torn checkpoint (a killed save) is ignored by "latest" and cleaned up.
+    torn = output_dir / "checkpoints" / f".tmp-step-{STEPS + 10}"
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"half a file")
+    summary = main(args + ["--resume_from_checkpoint", "latest"])
+    assert summary["resumed_from"].endswith(f"step-{killed_at}")
+    assert not torn.exists()
+    assert len(list_checkpoints(output_dir)) <= 2  # --checkpoints_total_limit
+
+    reference = read_log(straight_run[0])
+    resumed = read_log(output_dir)
+    assert [r["step"] for r in resumed] == list(range(1, STEPS + 1))
+    for expected, got in zip(reference, resumed):
+        assert got["loss"] == pytest.approx(expected["loss"], abs=1e-5), got["step"]
+        assert got["lr"] == pytest.approx(expected["lr"]) and got["skipped"] == expected["skipped"]
+        assert got["clips_seen"] == expected["clips_seen"]
+    assert summary["final_loss"] == pytest.approx(straight_run[1]["final_loss"], abs=1e-5)
+
+
+def test_streaming_run_resumes_exactly_across_workers_and_epochs(workdir):
+    files = write_audioset_shards(workdir / "shards3", num_files=3, num_good_per_file=5)
+    args = [
+        "--config_name", str(workdir / "tiny.json"),
+        "--data_files", *map(str, files),
+        "--streaming", "--shuffle_buffer_size", "0",
+        "--clip_seconds", "1",
+        "--per_device_train_batch_size", "2",
+        "--max_steps", "9",
+        "--checkpointing_steps", "3",
+        "--image_steps", "0",
+        "--dataloader_num_workers", "2",
+        "--report_to", "none",
+        "--log_clip_ids",
+    ]  # fmt: skip
+    first = workdir / "stream"
+    main(args + ["--output_dir", str(first)])
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    reference = read_log(first)
+    assert reference[-1]["epoch"] == 1  # 15 clips in 8 batches, then the next epoch
+    ids = [i for line in (first / "logs" / "clip_ids.rank0.jsonl").read_text().splitlines()
+           for i in json.loads(line)["ids"]]
+    assert len(set(ids[:15])) == 15
+
+    second = workdir / "stream-resumed"
+    shutil.copytree(first, second)
+    shutil.rmtree(second / "final")
+    summary = main(args + ["--output_dir", str(second), "--resume_from_checkpoint", str(second / "checkpoints" / "step-3")])
+    assert summary["resumed_from"].endswith("step-3")
+    for expected, got in zip(reference, read_log(second)):
+        assert got["loss"] == pytest.approx(expected["loss"], abs=1e-5), got["step"]
+
+
+def test_torchrun_two_processes_see_different_clips_and_end_with_the_same_weights(workdir):
+    files = write_audioset_shards(workdir / "shards4", num_files=4, num_good_per_file=4)
+    output_dir = workdir / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
+        "--output_dir", str(output_dir),
+        "--config_name", str(workdir / "tiny.json"),
+        "--data_files", *map(str, files),
+        "--streaming", "--shuffle_buffer_size", "0",
+        "--clip_seconds", "1",
+        "--per_device_train_batch_size", "2",
+        "--gradient_accumulation_steps", "2",
+        "--max_steps", "2",
+        "--checkpointing_steps", "1",
+        "--image_steps", "0",
+        "--dataloader_num_workers", "2",
+        "--report_to", "none",
+        "--log_clip_ids",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=subprocess_env(workdir), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    seen = {}
+    for rank in (0, 1):
+        lines = (output_dir / "logs" / f"clip_ids.rank{rank}.jsonl").read_text().splitlines()
+        seen[rank] = [i for line in lines for i in json.loads(line)["ids"]]
+        assert len(seen[rank]) == 8 and len(set(seen[rank])) == 8
+    assert not set(seen[0]) & set(seen[1])  # each process reads its own shards
+    fingerprints = json.loads((output_dir / "logs" / "weights_fingerprints.json").read_text())["fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    checkpoint = output_dir / "checkpoints" / "step-1"
+    assert {"data_state.rank0.json", "data_state.rank1.json", "random_states_0.pkl", "random_states_1.pkl"} <= {
+        p.name for p in checkpoint.iterdir()
+    }
+    log = read_log(output_dir)
+    assert [r["clips"] for r in log] == [8, 8]  # 2 processes x 2 micro-batches x 2 clips per step
+
+
+def test_builtin_synthetic_data_is_the_default_and_audiofolder_works(workdir, monkeypatch):
+    monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
+    base = ["--config_name", str(workdir / "tiny.json"), "--clip_seconds", "1", "--per_device_train_batch_size", "4",
+            "--max_steps", "2", "--image_steps", "0", "--checkpointing_steps", "0", "--dataloader_num_workers", "0",
+            "--report_to", "none"]
+    synthetic = base + ["--output_dir", str(workdir / "synthetic"), "--synthetic_num_clips", "8"]
+    # A time limit stops the run gracefully after the step where it is reached, with a checkpoint and final/...
+    summary = main(synthetic + ["--max_train_minutes", "1e-6"])
+    assert summary["stopped_by_time_limit"] and summary["step"] == 1 and summary["total_steps"] == 2
+    assert [s for s, _ in list_checkpoints(workdir / "synthetic")] == [1]
+    card = (workdir / "synthetic" / "final" / "README.md").read_text()
+    assert "Built-in synthetic sound events" in card and "datasets:" not in card.split("---")[1]
+    assert "stopped by its time limit" in card
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    # ... and --resume_from_checkpoint latest finishes the same schedule.
+    summary = main(synthetic + ["--resume_from_checkpoint", "latest"])
+    assert summary["step"] == 2 and not summary["stopped_by_time_limit"]
+    assert summary["clips_seen"] == 8 and sum(summary["skipped_clips"].values()) == 0
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    folder = write_audiofolder(workdir / "audiofolder", num_good=7)
+    summary = main(base + ["--output_dir", str(workdir / "af"), "--data_dir", str(folder)])
+    assert summary["clips_seen"] == 7 and summary["skipped_clips"]["decode_error"] == 1
+
+
+def test_no_weight_decay_on_biases_norms_and_mask_token():
+    from maskspec_hf import MaskSpecForPreTraining
+
+    model = MaskSpecForPreTraining(MaskSpecConfig(**{k: v for k, v in TINY.items() if k != "model_type"}))
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert "decoder.mask_token" in no_decay_names
+    assert all(n.endswith("bias") or "norm" in n or n == "decoder.mask_token" for n in no_decay_names)
+    assert all(p.ndim == 2 for p in decay["params"]) and decay["weight_decay"] == 0.05
+
+
+def test_model_card_for_a_fine_tuned_classifier():
+    config = MaskSpecConfig.from_preset("tiny", num_labels=2, id2label={0: "dog", 1: "cat"})
+    card = render_model_card(config, task="audio-classification", hyperparameters={"learning_rate": 5e-5},
+                             results={"accuracy": 0.75}, datasets=["agkphysics/AudioSet (balanced)"],
+                             base_model="someone/maskspec-tiny", eval_dataset="agkphysics/AudioSet", eval_split="test")
+    header = card.split("---")[1]
+    assert "pipeline_tag: audio-classification" in header and "base_model: someone/maskspec-tiny" in header
+    assert "- agkphysics/AudioSet" in header and "value: 0.75" in header
+    assert "single-label, 2 classes: dog, cat" in card
+    assert "Results reported by the MaskSpec paper (not reproduced here)" in card
+    with pytest.raises(ValueError, match="task must be one of"):
+        render_model_card(config, task="asr")
