@@ -602,6 +602,7 @@ def measure_peak(args) -> None:
     fp32 = max(v for k, v in rates.items() if k[0] == "float32")
     bf16 = max(v for k, v in rates.items() if k[0] == "bfloat16")
     STATE["peak_fp32"], STATE["peak_bf16"] = fp32, bf16
+    STATE["peak_args"] = args
     detail = ", ".join(f"{k[0]} {k[1]} {k[2]}: {v:.1f}" for k, v in rates.items())
     add_record(
         "matmul_peak_gflops_bf16_vs_fp32",
@@ -663,6 +664,22 @@ def measure_bf16(args) -> None:
     STATE["infer_bf16_gflops"] = (
         inference_flops(ours_config("tiny", num_labels=NUM_LABELS), 512, batch) / median(timings.wall["ours"]) / 1e9
     )
+
+
+def remeasure_peak() -> None:
+    """The peak again at the end of the run (other processes' load changes over a run): keep the higher."""
+    args = STATE.get("peak_args")
+    if args is None:
+        return
+    log("matmul peak again (the higher of the two measurements counts)")
+    fp32 = max(_matmul_rate(n, torch.float32, layout, args.peak_reps) for n in args.peak_sizes_fp32[-1:]
+               for layout in ("NN", "NT", "TN"))
+    bf16 = max(_matmul_rate(n, torch.bfloat16, "TN", args.peak_reps) for n in args.peak_sizes_bf16)
+    record = next(r for r in RECORDS if r.name == "matmul_peak_gflops_bf16_vs_fp32")
+    record.note += f"; at the end of the run: fp32 {fp32:.1f}, bf16 (TN) {bf16:.1f}"
+    STATE["peak_fp32"], STATE["peak_bf16"] = max(fp32, STATE["peak_fp32"]), max(bf16, STATE["peak_bf16"])
+    record.ours, record.peer = STATE["peak_bf16"], STATE["peak_fp32"]
+    record.ratio = record.ours / record.peer
 
 
 def flop_efficiency_records() -> None:
@@ -860,6 +877,7 @@ def main() -> None:
     for group, fn in measures.items():
         if group in groups:
             fn(args)
+    remeasure_peak()
     flop_efficiency_records()
     info["load_average_end"] = os.getloadavg()
     info["wall_seconds"] = round(time.perf_counter() - start, 1)

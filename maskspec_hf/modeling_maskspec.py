@@ -254,47 +254,6 @@ class MaskSpecAttention(nn.Module):
         return attn_output, attn_weights
 
 
-class _ActivationLinear(torch.autograd.Function):
-    """`linear(activation(x), weight, bias)` that keeps only `x` for the backward pass and recomputes the activation
-    there, instead of keeping both `x` (for the activation) and `activation(x)` (for the linear layer).
-
-    The gradients are the same computations as autograd's for the two separate ops; what changes is memory: the MLP's
-    widest activation (`intermediate_size` per token) is no longer stored, about a quarter of what a block keeps for
-    the backward pass.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, activation_fn):
-        ctx.activation_fn = activation_fn
-        ctx.save_for_backward(x, weight, bias)
-        # Under autocast, `linear` runs in the autocast dtype here just as it does outside this function.
-        output = nn.functional.linear(activation_fn(x), weight, bias)
-        ctx.compute_dtype = output.dtype
-        return output
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
-        x, weight, bias = ctx.saved_tensors
-        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
-        with torch.enable_grad():
-            x_leaf = x.detach().requires_grad_(needs_x)
-            activated = ctx.activation_fn(x_leaf)
-        grad_output = grad_output.to(ctx.compute_dtype)
-        grad_x = grad_weight = grad_bias = None
-        if needs_x:
-            grad_activated = torch.matmul(grad_output, weight.to(ctx.compute_dtype))
-            (grad_x,) = torch.autograd.grad(activated, x_leaf, grad_activated)
-        flat_grad = grad_output.reshape(-1, grad_output.shape[-1])
-        if needs_weight:
-            flat_activated = activated.detach().to(ctx.compute_dtype).reshape(-1, activated.shape[-1])
-            grad_weight = flat_grad.t().mm(flat_activated)
-        if needs_bias and bias is not None:
-            grad_bias = flat_grad.sum(0)
-        # Autograd casts each gradient to its input's dtype (fp32 master weights under autocast).
-        return grad_x, grad_weight, grad_bias, None
-
-
 class MaskSpecMLP(nn.Module):
     def __init__(self, config: MaskSpecConfig, hidden_size: int, intermediate_size: int):
         super().__init__()
@@ -303,17 +262,7 @@ class MaskSpecMLP(nn.Module):
         self.fc2 = nn.Linear(intermediate_size, hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.fc1(hidden_states)
-        fc2 = self.fc2
-        if (
-            torch.is_grad_enabled()
-            and (hidden_states.requires_grad or fc2.weight.requires_grad)
-            # Only a plain Linear without hooks: adapters (PEFT), quantized layers and hooks keep the module call.
-            and type(fc2) is nn.Linear
-            and not (fc2._forward_hooks or fc2._forward_pre_hooks or fc2._backward_hooks)
-        ):
-            return _ActivationLinear.apply(hidden_states, fc2.weight, fc2.bias, self.activation_fn)
-        return fc2(self.activation_fn(hidden_states))
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
 
 
 class MaskSpecLayer(GradientCheckpointingLayer):
