@@ -9,7 +9,8 @@ Run it with `python examples/pretrain_maskspec.py ...`, `accelerate launch examp
 Recipe defaults (MaskSpec / MAE): AdamW with betas (0.9, 0.95) and weight decay 0.05 (none on biases, LayerNorm
 weights and the mask token), base learning rate 1e-3 scaled by effective batch / 256 (linear scaling rule: the actual
 learning rate is `learning_rate * per_device_train_batch_size * gradient_accumulation_steps * num_processes / 256`),
-cosine schedule with linear warmup, mask ratio 0.75, per-patch normalized targets (`config.norm_pix_loss`).
+cosine schedule with linear warmup, mask ratio 0.75, raw log-mel targets (`config.norm_pix_loss=True` normalizes
+each target patch, as the official MaskSpec scripts do).
 
 What a run writes under `--output_dir`:
 

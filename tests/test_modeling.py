@@ -58,7 +58,7 @@ def test_preset_encoder_parameter_counts(preset, hidden, heads, ffn, expected):
     assert (config.decoder_hidden_size, config.decoder_num_hidden_layers) == (512, 8)
     assert (config.decoder_num_attention_heads, config.decoder_intermediate_size) == (16, 2048)
     assert config.num_hidden_layers == 12 and config.patch_size == 16 and config.num_mel_bins == 128
-    assert config.mask_ratio == 0.75 and config.norm_pix_loss
+    assert config.mask_ratio == 0.75 and not config.norm_pix_loss
     with torch.device("meta"):
         model = MaskSpecModel(config)
     count = sum(p.numel() for p in model.parameters())
