@@ -150,15 +150,14 @@ def load_clips(data_dir: Path, task: str, feature_extractor) -> dict[str, tuple[
 @torch.no_grad()
 def encoder_embeddings(encoder, spectrograms: np.ndarray, batch_size: int = 128) -> dict[str, np.ndarray]:
     """Both readouts of a frozen encoder for clips of equal length (see the module docstring)."""
+    from maskspec_hf.probe import POOLINGS, pool_patch_outputs
+
     encoder.eval()
-    freq_patches = encoder.config.num_freq_patches
-    out = {"mean": [], "freq-concat": []}
+    out = {pooling: [] for pooling in POOLINGS}
     for start in range(0, len(spectrograms), batch_size):
         output = encoder(input_values=torch.from_numpy(spectrograms[start : start + batch_size]).float())
-        hidden = output.last_hidden_state  # [batch, time * freq, width], time-major
-        steps = hidden.reshape(hidden.shape[0], -1, freq_patches * hidden.shape[-1])
-        out["mean"].append(output.pooler_output.numpy())
-        out["freq-concat"].append(torch.cat([steps.mean(dim=1), steps.amax(dim=1)], dim=-1).numpy())
+        for pooling in POOLINGS:
+            out[pooling].append(pool_patch_outputs(output, encoder.config.num_freq_patches, pooling).numpy())
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 

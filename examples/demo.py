@@ -108,6 +108,7 @@ def embed(encoder, dataset, feature_extractor, clip_seconds: float, batch_size: 
     `benchmarks/ssl_gain.py`: `mean`, the classifier's pooling (`pooler_output`), and `freq-concat`, MSM-MAE's and
     `maskspec_hf.hear`'s (the frequency patches of each 160 ms step concatenated, then mean and max over time)."""
     from maskspec_hf.data import ClipProcessor, SpectrogramCollator, num_frames_for_seconds, prepare_audio_dataset
+    from maskspec_hf.probe import pool_patch_outputs
 
     dataset, id_column = prepare_audio_dataset(dataset)
     num_samples, num_frames = num_frames_for_seconds(feature_extractor, clip_seconds)
@@ -123,10 +124,8 @@ def embed(encoder, dataset, feature_extractor, clip_seconds: float, batch_size: 
             if batch["skipped"]:
                 raise RuntimeError(f"Unusable clips in the demo data: {batch['skipped']}")
             out = encoder(input_values=batch["input_values"], attention_mask=batch["attention_mask"])
-            hidden = out.last_hidden_state  # time-major: every step's frequency patches are consecutive
-            steps = hidden.reshape(hidden.shape[0], -1, encoder.config.num_freq_patches * hidden.shape[-1])
-            outputs["mean"].append(out.pooler_output.numpy())
-            outputs["freq-concat"].append(torch.cat([steps.mean(dim=1), steps.amax(dim=1)], dim=-1).numpy())
+            for readout in READOUTS:
+                outputs[readout].append(pool_patch_outputs(out, encoder.config.num_freq_patches, readout).numpy())
     return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 

@@ -39,6 +39,27 @@ from .metrics import accuracy, audioset_map
 from .modeling_maskspec import MaskSpecModel
 
 
+POOLINGS = ("mean", "freq-concat")
+
+
+def pool_patch_outputs(output, num_freq_patches: int, pooling: str = "mean") -> torch.Tensor:
+    """One embedding per clip from a `MaskSpecModel` output (no masking): `mean` is `pooler_output`; `freq-concat`
+    concatenates the `num_freq_patches` patches of every time step (patches are time-major) and takes the mean and the
+    max over the time steps that are not padding, `[batch, 2 * num_freq_patches * hidden]`."""
+    if pooling == "mean":
+        return output.pooler_output
+    if pooling != "freq-concat":
+        raise ValueError(f"Unknown pooling {pooling!r}; choose one of {list(POOLINGS)}.")
+    hidden = output.last_hidden_state
+    steps = hidden.reshape(hidden.shape[0], -1, num_freq_patches * hidden.shape[-1])
+    if output.patch_attention_mask is None:
+        return torch.cat([steps.mean(dim=1), steps.amax(dim=1)], dim=-1)
+    valid = output.patch_attention_mask.reshape(hidden.shape[0], -1, num_freq_patches).any(dim=-1)[:, :, None]
+    mean = (steps * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+    peak = steps.masked_fill(~valid, float("-inf")).amax(dim=1)
+    return torch.cat([mean, peak], dim=-1)
+
+
 @dataclass
 class ProbeArguments:
     model_name_or_path: str = field(
@@ -49,6 +70,15 @@ class ProbeArguments:
     )
     config_overrides: str | None = field(default=None, metadata={"help": "e.g. 'num_hidden_layers=2' (presets)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random initialization and the classifier."})
+    pooling: str = field(
+        default="mean",
+        metadata={
+            "help": "How patch outputs become one embedding: 'mean' (the classifier's pooling: mean over all "
+            "patches) or 'freq-concat' (MSM-MAE's: the frequency patches of each time step concatenated, then mean "
+            "and max over time; keeps band position, usually the stronger frozen readout).",
+            "choices": list(POOLINGS),
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "Clips per encoder call."})
     device: str = field(default="cpu", metadata={"help": "Device of the encoder (cpu, cuda, ...)."})
     C: float = field(default=1.0, metadata={"help": "Inverse L2 regularization strength of the logistic regression."})
@@ -72,8 +102,10 @@ def pooled_embeddings(
     feature_extractor: MaskSpecFeatureExtractor,
     waves: list[np.ndarray],
     batch_size: int = 16,
+    pooling: str = "mean",
 ) -> np.ndarray:
-    """Mean-pooled encoder embeddings `[clips, hidden]` of mono waveforms at the feature extractor's rate.
+    """Pooled encoder embeddings `[clips, size]` of mono waveforms at the feature extractor's rate (see
+    `pool_patch_outputs` for `pooling`).
 
     A clip longer than `config.max_frames` frames is cut into windows (see `_windows`) whose pooled embeddings are
     averaged; padding is masked, so a clip's embedding does not depend on the batch.
@@ -106,7 +138,7 @@ def pooled_embeddings(
             output = encoder(
                 x[part : part + batch_size].to(device), attention_mask=m[part : part + batch_size].to(device)
             )
-            pooled.append(output.pooler_output.float().cpu())
+            pooled.append(pool_patch_outputs(output, encoder.config.num_freq_patches, pooling).float().cpu())
         pooled = torch.cat(pooled)
         owners = torch.tensor(owners)
         sums = torch.zeros(len(batch), pooled.shape[1]).index_add_(0, owners, pooled)
@@ -123,6 +155,7 @@ def embed_split(
     label_space: LabelSpace,
     batch_size: int = 16,
     max_samples: int | None = None,
+    pooling: str = "mean",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings, targets) of one split; audio is resampled to the feature extractor's rate by `datasets`."""
     dataset = dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature_extractor.sampling_rate))
@@ -133,10 +166,10 @@ def embed_split(
         waves.append(wave[:max_samples] if max_samples else wave)
         targets.append(label_space.encode(row[label_column]))
         if len(waves) == batch_size:
-            embeddings.append(pooled_embeddings(encoder, feature_extractor, waves, batch_size))
+            embeddings.append(pooled_embeddings(encoder, feature_extractor, waves, batch_size, pooling))
             waves = []
     if waves:
-        embeddings.append(pooled_embeddings(encoder, feature_extractor, waves, batch_size))
+        embeddings.append(pooled_embeddings(encoder, feature_extractor, waves, batch_size, pooling))
     return np.concatenate(embeddings), np.stack(targets) if label_space.multi_label else np.asarray(targets)
 
 
@@ -173,6 +206,8 @@ def fit_linear_probe(
 def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
     if data_args.label_column_name is None:
         raise ValueError("--label_column_name is required for the linear probe.")
+    if args.pooling not in POOLINGS:
+        raise ValueError(f"--pooling must be one of {list(POOLINGS)}, got {args.pooling!r}.")
     splits = load_splits(data_args, cache_dir=args.cache_dir, token=args.token, seed=args.seed)
     label_space = build_label_space(splits, data_args.label_column_name, data_args.class_index_csv)
     hub_kwargs = {"cache_dir": args.cache_dir, "token": args.token}
@@ -196,6 +231,7 @@ def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
         label_space,
         args.batch_size,
         max_samples,
+        args.pooling,
     )
     test_x, test_y = embed_split(
         splits["eval"],
@@ -206,6 +242,7 @@ def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
         label_space,
         args.batch_size,
         max_samples,
+        args.pooling,
     )
     if not label_space.multi_label and len(np.unique(train_y)) < 2:
         raise ValueError("The training split has a single class: a linear probe needs at least two.")
@@ -219,6 +256,7 @@ def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
         "metric": metric,
         "score": scores[metric],
         **{k: v for k, v in scores.items() if k != metric},
+        "pooling": args.pooling,
         "embedding_size": int(train_x.shape[1]),
         "num_classes": label_space.num_labels,
         "train_examples": int(len(train_x)),
@@ -248,7 +286,16 @@ def main(argv: list[str] | None = None) -> dict:
     return run_probe(args, data_args)
 
 
-__all__ = ["ProbeArguments", "embed_split", "fit_linear_probe", "main", "pooled_embeddings", "run_probe"]
+__all__ = [
+    "POOLINGS",
+    "ProbeArguments",
+    "embed_split",
+    "fit_linear_probe",
+    "main",
+    "pool_patch_outputs",
+    "pooled_embeddings",
+    "run_probe",
+]
 
 
 if __name__ == "__main__":

@@ -111,3 +111,26 @@ def test_probe_needs_labels(checkpoint, data_dir):
     with pytest.raises(ValueError, match="--label_column_name 'genre' is not a column"):
         main(["--model_name_or_path", str(checkpoint), "--data_dir", str(data_dir), "--eval_split_name", "test",
               "--label_column_name", "genre"])  # fmt: skip
+
+
+def test_freq_concat_pooling_ignores_padding_and_keeps_band_order(checkpoint):
+    encoder, extractor = load_encoder(str(checkpoint))  # 64-frame windows: both clips fit in one
+    long_clip, short_clip = tone(500.0, 0.6, 32000, 1), tone(900.0, 0.3, 32000, 2)
+    together = pooled_embeddings(encoder, extractor, [long_clip, short_clip], pooling="freq-concat")
+    alone = pooled_embeddings(encoder, extractor, [short_clip], pooling="freq-concat")
+    assert together.shape == (2, 2 * 8 * 192)
+    np.testing.assert_allclose(together[1], alone[0], atol=1e-5)  # the padding of the batch changes nothing
+    with torch.no_grad():
+        hidden = encoder(**extractor(short_clip, sampling_rate=32000, return_tensors="pt")).last_hidden_state[0]
+    steps = hidden.reshape(-1, 8 * 192)  # time-major patches: a step's 8 frequency patches are consecutive
+    np.testing.assert_allclose(alone[0, : 8 * 192], steps.mean(dim=0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(alone[0, 8 * 192 :], steps.amax(dim=0).numpy(), atol=1e-5)
+
+
+def test_probe_cli_freq_concat_pooling(checkpoint, data_dir):
+    common = ["--model_name_or_path", str(checkpoint), "--data_dir", str(data_dir), "--eval_split_name", "test"]
+    result = main(common + ["--pooling", "freq-concat"])
+    assert result["pooling"] == "freq-concat" and result["embedding_size"] == 2 * 8 * 192
+    assert result["score"] >= 0.8
+    with pytest.raises(SystemExit):  # argparse: "argument --pooling: invalid choice: 'max'"
+        main(common + ["--pooling", "max"])
