@@ -777,18 +777,9 @@ def settings(args) -> None:
             setattr(args, key, value)
 
 
-def _has_bf16_units() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def machine_info(args) -> dict:
-    cpu = "unknown"
-    flags = set()
+def _cpu_info() -> tuple[str, set[str]]:
+    """(model name, feature flags) of the first CPU in /proc/cpuinfo; ("unknown", set()) where there is none."""
+    cpu, flags = "unknown", set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -798,6 +789,16 @@ def machine_info(args) -> dict:
                     flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    return cpu, flags
+
+
+def _has_bf16_units() -> bool:
+    flags = _cpu_info()[1]
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def machine_info(args) -> dict:
+    cpu, flags = _cpu_info()
     import datasets
 
     return {
