@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["maskspec_hf", "maskspec_hf.*"]),
-    package_data={"maskspec_hf": ["metrics/*/*.py", "templates/*.md"]},
+    package_data={"maskspec_hf": ["metrics/*/*.py"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -26,18 +26,19 @@ setup(
         "soxr",
         "soundfile",
         "scikit-learn",
+        "scipy",
     ],
     extras_require={
         "training": ["tensorboard", "matplotlib", "tqdm"],
         # hearvalidator declares tensorflow as a dependency; it is installed with `pip install --no-deps` (Makefile).
-        "tests": ["pytest", "pytest-timeout", "tensorboard", "matplotlib"],
+        "tests": ["pytest", "pytest-timeout", "tensorboard", "matplotlib", "onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={
         "console_scripts": [
-            "maskspec-pretrain=maskspec_hf.pretraining:main",
-            "maskspec-finetune=maskspec_hf.finetuning:main",
-            "maskspec-probe=maskspec_hf.probe:main",
-            "maskspec-classify=maskspec_hf.inference:main",
+            "maskspec-pretrain=maskspec_hf.pretraining:cli",
+            "maskspec-finetune=maskspec_hf.finetuning:cli",
+            "maskspec-probe=maskspec_hf.probe:cli",
+            "maskspec-classify=maskspec_hf.inference:cli",
         ]
     },
 )

@@ -25,8 +25,10 @@ Multi-label AudioSet (a `labels` column of MIDs, multi-hot over the 527-class in
 From scratch: `--model_name_or_path tiny` (or small, base). On CPU, `--bf16` needs `--use_cpu`.
 """
 
-from maskspec_hf.finetuning import main
+import sys
+
+from maskspec_hf.finetuning import cli
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -18,8 +18,8 @@ processes train on CPU (gloo) with `torchrun --nproc_per_node N` or `accelerate 
 
 import sys
 
-from maskspec_hf.pretraining import main
+from maskspec_hf.pretraining import cli
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli())

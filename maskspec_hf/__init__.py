@@ -35,7 +35,8 @@ def _register() -> None:
     AutoModelForAudioClassification.register(MaskSpecConfig, MaskSpecForAudioClassification, exist_ok=True)
     AutoFeatureExtractor.register(MaskSpecConfig, MaskSpecFeatureExtractor, exist_ok=True)
     # `save_pretrained` then writes `auto_map` and copies the code files, so a saved folder loads with
-    # `trust_remote_code=True` where this package is not installed.
+    # `trust_remote_code=True` where this package is not installed. The config's save writes the map of every Auto
+    # class (`REMOTE_CODE_AUTO_MAP`) and all three code files, whichever class saved the folder.
     MaskSpecConfig.register_for_auto_class()
     MaskSpecModel.register_for_auto_class("AutoModel")
     MaskSpecForPreTraining.register_for_auto_class("AutoModelForPreTraining")

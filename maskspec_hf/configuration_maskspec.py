@@ -1,6 +1,10 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
 """MaskSpec model configuration."""
 
+import os
+import shutil
+from pathlib import Path
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import auto_docstring
@@ -12,6 +16,16 @@ MASKSPEC_PRESETS = {
     "tiny": {"hidden_size": 192, "num_attention_heads": 3, "intermediate_size": 768},
     "small": {"hidden_size": 384, "num_attention_heads": 6, "intermediate_size": 1536},
     "base": {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072},
+}
+
+# What a saved folder's `auto_map` points each Auto class to, with the code file each entry needs. Every folder maps
+# all of them, whichever class saved it: a pre-training run's `final/` must also load as an encoder or a classifier.
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_maskspec.MaskSpecConfig",
+    "AutoModel": "modeling_maskspec.MaskSpecModel",
+    "AutoModelForPreTraining": "modeling_maskspec.MaskSpecForPreTraining",
+    "AutoModelForAudioClassification": "modeling_maskspec.MaskSpecForAudioClassification",
+    "AutoFeatureExtractor": "feature_extraction_maskspec.MaskSpecFeatureExtractor",
 }
 
 
@@ -54,6 +68,9 @@ class MaskSpecConfig(PreTrainedConfig):
     inference_window_overlap (`float`, *optional*, defaults to 0.5):
         Overlap between consecutive `max_frames` windows when the classifier gets a longer input; the logits of
         the windows are averaged.
+    inference_window_batch_size (`int`, *optional*, defaults to 16):
+        Number of those windows the classifier runs through the encoder at a time, so memory stays flat in the
+        input length (a 30-minute clip is some 360 windows); it does not change the logits.
 
     Sizes from the paper are available by name: `MaskSpecConfig.from_preset("tiny" | "small" | "base")`. All use 12
     encoder blocks; Tiny has width 192, 3 heads and FFN 768; Small 384, 6 heads, FFN 1536; Base 768, 12 heads and FFN
@@ -92,6 +109,7 @@ class MaskSpecConfig(PreTrainedConfig):
     classifier_dropout: float | int = 0.0
     patchout_ratio: float | int = 0.0
     inference_window_overlap: float | int = 0.5
+    inference_window_batch_size: int = 16
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -110,6 +128,7 @@ class MaskSpecConfig(PreTrainedConfig):
             "decoder_num_hidden_layers",
             "decoder_num_attention_heads",
             "decoder_intermediate_size",
+            "inference_window_batch_size",
         )
         for name in positive:
             value = getattr(self, name)
@@ -150,6 +169,30 @@ class MaskSpecConfig(PreTrainedConfig):
             raise ValueError(f"Unknown MaskSpec preset {name!r}; choose one of {sorted(MASKSPEC_PRESETS)}.")
         return cls(**{**MASKSPEC_PRESETS[key], **kwargs})
 
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
+        # With remote code on (`register_for_auto_class`, which `import maskspec_hf` does), write the full
+        # `auto_map` and copy every code file it names; transformers alone would map and copy only the saving class.
+        if self._auto_class is not None and not os.path.isfile(save_directory):
+            self._add_remote_code(Path(save_directory))
+        super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    def _add_remote_code(self, folder: Path) -> None:
+        """Copies the code files next to this one into `folder` and maps the Auto classes whose file it holds."""
+        here = Path(__file__).resolve().parent
+        folder.mkdir(parents=True, exist_ok=True)
+        auto_map = dict(getattr(self, "auto_map", None) or {})
+        for auto_class, reference in REMOTE_CODE_AUTO_MAP.items():
+            name = f"{reference.split('.')[0]}.py"
+            if (here / name).is_file() and (folder / name).resolve() != here / name:  # not the package folder itself
+                shutil.copyfile(here / name, folder / name)
+            if (folder / name).is_file():
+                auto_map[auto_class] = reference
+            elif "--" not in auto_map.get(auto_class, "--"):
+                # Loaded as remote code, each module sits alone in the cache and the file may be out of reach:
+                # never leave an entry pointing at a file the folder lacks (an entry naming another repo is kept).
+                del auto_map[auto_class]
+        self.auto_map = auto_map
+
     @property
     def num_freq_patches(self) -> int:
         return self.num_mel_bins // self.patch_size
@@ -159,4 +202,4 @@ class MaskSpecConfig(PreTrainedConfig):
         return self.patch_size * self.patch_size
 
 
-__all__ = ["MaskSpecConfig", "MASKSPEC_PRESETS"]
+__all__ = ["MaskSpecConfig", "MASKSPEC_PRESETS", "REMOTE_CODE_AUTO_MAP"]

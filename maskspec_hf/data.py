@@ -126,6 +126,7 @@ def load_audio_dataset(
         )
         return dataset.to_iterable_dataset(num_shards=min(len(dataset), 64)) if streaming else dataset
 
+    source = describe_data_source(dataset_name, dataset_config_name, data_dir, data_files)
     if isinstance(data_files, (str, os.PathLike)):
         data_files = [str(data_files)]
     if isinstance(data_files, Sequence) and not isinstance(data_files, str):
@@ -147,11 +148,55 @@ def load_audio_dataset(
     if data_files is not None:
         kwargs["data_files"] = data_files
     try:
-        return datasets.load_dataset(path, name, **kwargs)
+        dataset = datasets.load_dataset(path, name, **kwargs)
     except ValueError as err:
+        if "corresponds to no data" in str(err):  # datasets' words for a split without a single row
+            raise EmptySplitError(split, source) from err
         if "Unknown split" in str(err) or "split" in str(err).lower():
             raise ValueError(f"Cannot load split {split!r} of {path!r}: {err} (choose it with --train_split_name)") from err
         raise
+    require_rows(dataset, split, source)
+    return dataset
+
+
+class EmptySplitError(ValueError):
+    """The split asked for holds no rows; the message names the split and the data source."""
+
+    def __init__(self, split: str, source: str):
+        super().__init__(
+            f"Split {split!r} of {source} is empty (no rows): choose another split, or check the data files or "
+            "folder (and any sample limit)."
+        )
+        self.split, self.source = split, source
+
+
+def describe_data_source(dataset_name=None, dataset_config_name=None, data_dir=None, data_files=None) -> str:
+    """The data source of `load_audio_dataset`'s arguments, in words (for error messages)."""
+    if dataset_name is not None:
+        config = f" (configuration {dataset_config_name!r})" if dataset_config_name else ""
+        return f"dataset {dataset_name!r}{config}"
+    if data_files is not None:
+        groups = data_files.values() if isinstance(data_files, Mapping) else [data_files]
+        files = [f for group in groups for f in ([group] if isinstance(group, (str, os.PathLike)) else group)]
+        return f"the data files {', '.join(map(str, files))}"
+    if data_dir is not None:
+        return f"the folder {data_dir}"
+    return "the built-in synthetic corpus"
+
+
+def require_rows(dataset, split: str = "train", source: str = "the dataset") -> None:
+    """Raise `EmptySplitError` (a ValueError naming `split` and `source`) when `dataset` has no rows.
+
+    Map-style datasets are checked by length, streaming ones by reading their first row. `load_audio_dataset` calls
+    it; call it again after cutting a dataset down (e.g. to a sample limit)."""
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
+        empty = next(iter(dataset.take(1)), None) is None
+    else:
+        empty = len(dataset) == 0
+    if empty:
+        raise EmptySplitError(split, source)
 
 
 def _as_list(value) -> list:
@@ -233,7 +278,7 @@ def decode_audio(value, sampling_rate: int) -> np.ndarray:
 
                 wave = soxr.resample(wave, rate, sampling_rate).astype(np.float32, copy=False)
             return wave
-        if isinstance(value, Mapping) and value.get("bytes") is not None and len(value["bytes"]) == 0:
+        if isinstance(value, Mapping) and _is_zero_byte_file(value):
             raise ClipError("empty", "the audio file is empty (0 bytes)")
         decoder = Audio(sampling_rate=sampling_rate).decode_example(value) if isinstance(value, Mapping) else value
         try:
@@ -256,6 +301,18 @@ def decode_audio(value, sampling_rate: int) -> np.ndarray:
     except Exception as err:  # noqa: BLE001 - any failure of any decoder on any file means "skip this clip"
         message = f"{type(err).__name__}: {err}".strip()
         raise ClipError("decode_error", message.splitlines()[0][:300] if message else type(err).__name__) from err
+
+
+def _is_zero_byte_file(value: Mapping) -> bool:
+    """An encoded audio value whose file holds nothing: empty `bytes`, or (no bytes) a local file of 0 bytes, as an
+    audiofolder gives (a decoder would only say it finds no audio stream, which is not a decode error)."""
+    data, path = value.get("bytes"), value.get("path")
+    if data is not None:
+        return len(data) == 0
+    try:
+        return bool(path) and os.path.isfile(path) and os.path.getsize(path) == 0
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def check_waveform(wave: np.ndarray, min_samples: int) -> None:
@@ -793,6 +850,7 @@ __all__ = [
     "SKIP_REASONS",
     "ClipError",
     "ClipProcessor",
+    "EmptySplitError",
     "MapStyleBatches",
     "SpectrogramCollator",
     "StreamingBatches",
@@ -801,6 +859,7 @@ __all__ = [
     "collect_clips",
     "decode_audio",
     "default_id_column",
+    "describe_data_source",
     "epoch_indices",
     "first_valid_clip",
     "load_audio_dataset",
@@ -808,4 +867,5 @@ __all__ = [
     "num_frames_for_seconds",
     "prepare_audio_dataset",
     "random_crop",
+    "require_rows",
 ]

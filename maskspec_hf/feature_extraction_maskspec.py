@@ -6,6 +6,7 @@ transformers (soxr lazily, for resampling).
 """
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -122,6 +123,7 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         )
 
     def _check_params(self):
+        _check_sampling_rate(self.sampling_rate, "The feature extractor's `sampling_rate`")
         if self.feature_size < 1 or self.n_fft < 1 or self.hop_length < 1 or self.max_length_frames < 1:
             raise ValueError("feature_size, n_fft, hop_length and max_length_frames must be positive integers.")
         if not 1 <= self.win_length <= self.n_fft:
@@ -171,6 +173,7 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
                 f"assuming {self.sampling_rate} Hz. Failing to do so can result in silent errors."
             )
             return self.sampling_rate
+        _check_sampling_rate(sampling_rate, "`sampling_rate` (the rate of the audio)")
         if sampling_rate != self.sampling_rate and not resample:
             raise ValueError(
                 f"Wrong sampling rate: got {sampling_rate} Hz, expected {self.sampling_rate} Hz: resample first, e.g. "
@@ -180,7 +183,14 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         return sampling_rate
 
     def _to_waveform(self, audio, name: str) -> np.ndarray:
-        """Validates one clip and returns it as a 1-D float32 array; `name` says which clip in messages."""
+        """Validates one clip and returns it as a 1-D float32 array; `name` says which clip in messages.
+
+        The contract: real float waveforms (numpy, torch or lists), mono, finite, values in [-1, 1]. Integer PCM is
+        rejected, never scaled (its full scale is a guess), and before any resampling, so the same array gets the
+        same error at every sampling rate. Paths and encoded bytes are rejected too: decode them first.
+        """
+        if isinstance(audio, (str, bytes, os.PathLike)):
+            raise ValueError(_not_a_waveform_message(name, audio))
         if isinstance(audio, torch.Tensor):
             if audio.is_complex():
                 kind = "c"
@@ -198,6 +208,8 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
             except ValueError as err:  # ragged nested lists
                 raise ValueError(f"{name} is not a 1-D sequence of floats: {err}") from err
             kind, dtype = audio.dtype.kind, str(audio.dtype)
+            if kind in "US":  # numpy strings: file paths, most likely
+                raise ValueError(_not_a_waveform_message(name, audio))
 
         if len(audio.shape) != 1:
             raise ValueError(
@@ -208,7 +220,7 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         if kind in "iu":
             raise ValueError(
                 f"{name} has integer dtype {dtype}, but MaskSpec expects float waveforms in [-1, 1]: convert it, e.g. "
-                "`audio.astype(np.float32) / 32768` for int16 PCM, or read files with "
+                f"{_pcm_to_float_hint(audio)} for {dtype} PCM, or read files with "
                 "soundfile.read(path, dtype='float32')."
             )
         if kind == "c":
@@ -238,6 +250,10 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
     def _prepare(self, clips: list, names: list[str], sampling_rate: int) -> list[np.ndarray]:
         """Validates (and resamples when `sampling_rate` differs) a list of clips."""
         waves = [self._to_waveform(clip, name) for clip, name in zip(clips, names)]
+        return self._resample(waves, names, sampling_rate)
+
+    def _resample(self, waves: list[np.ndarray], names: list[str], sampling_rate: int) -> list[np.ndarray]:
+        """Resamples validated clips from `sampling_rate` to ours (when they differ) and checks their length."""
         if sampling_rate != self.sampling_rate:
             import soxr  # only needed for resampling
 
@@ -352,19 +368,23 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         """
         if kwargs:
             logger.warning(f"{type(self).__name__} ignores unsupported arguments: {sorted(kwargs)}.")
-        sampling_rate = self._check_rate(sampling_rate, resample)
         padding = PaddingStrategy({True: "longest", False: "do_not_pad"}.get(padding, padding))
         max_length = self.max_length_frames if max_length is None else max_length
         if return_attention_mask is None:
             return_attention_mask = self.return_attention_mask
 
         is_batched = isinstance(raw_speech, (list, tuple)) and any(
-            isinstance(clip, (list, tuple, torch.Tensor)) or (isinstance(clip, np.ndarray) and clip.ndim > 0)
+            isinstance(clip, (list, tuple, torch.Tensor, str, bytes, os.PathLike))
+            or (isinstance(clip, np.ndarray) and clip.ndim > 0)
             for clip in raw_speech
         )
         clips = list(raw_speech) if is_batched else [raw_speech]
         names = [f"clip {i}" for i in range(len(clips))] if is_batched else ["the audio"]
-        waves = self._prepare(clips, names, sampling_rate)
+        # The samples are checked before the rate: a wrong input (integer PCM, a path, stereo) gets the same error
+        # whatever rate it comes at.
+        waves = [self._to_waveform(clip, name) for clip, name in zip(clips, names)]
+        sampling_rate = self._check_rate(sampling_rate, resample)
+        waves = self._resample(waves, names, sampling_rate)
 
         if truncation:
             # Samples beyond this never reach the first `max_length` frames, so cropping early is exact and cheap.
@@ -505,6 +525,31 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
             self.mean, self.std = mean, std
         logger.info(f"Log-mel statistics over {num_clips} clips ({count} values): mean={mean:.4f}, std={std:.4f}")
         return mean, std
+
+
+def _check_sampling_rate(rate, what: str) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 < rate < math.inf:
+        raise ValueError(
+            f"{what} must be a positive number of Hz, got {rate!r}: pass e.g. sampling_rate=32000 (MaskSpec's rate)."
+        )
+
+
+def _not_a_waveform_message(name: str, audio) -> str:
+    return (
+        f"{name} is a file path or encoded bytes ({str(audio)[:80]!r}), but the feature extractor takes decoded "
+        "waveforms: decode it first, e.g. `audio, rate = soundfile.read(path, dtype='float32')` and call the extractor "
+        "with `sampling_rate=rate`, or use `pipeline('audio-classification', model=...)`, which takes file paths."
+    )
+
+
+def _pcm_to_float_hint(audio) -> str:
+    """How to scale this integer array to [-1, 1], from its width and signedness (e.g. int16: divide by 32768)."""
+    if isinstance(audio, torch.Tensor):
+        bits, signed, as_float = 8 * audio.element_size(), audio.dtype.is_signed, "audio.float()"
+    else:
+        bits, signed, as_float = 8 * audio.dtype.itemsize, audio.dtype.kind == "i", "audio.astype(np.float32)"
+    full_scale = 2 ** (bits - 1)
+    return f"`{as_float} / {full_scale}`" if signed else f"`({as_float} - {full_scale}) / {full_scale}`"
 
 
 __all__ = ["MaskSpecFeatureExtractor"]

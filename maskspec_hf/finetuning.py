@@ -7,8 +7,12 @@ The reusable parts of `examples/finetune_audio_classification.py` (also installe
   clear errors for missing splits and columns.
 - `build_label_space`: single-label (`ClassLabel`, strings or ints) or multi-label (lists of labels, e.g. AudioSet's
   MIDs) targets, optionally over a class index CSV (`index,mid,display_name`, AudioSet's 527 classes).
-- `MaskSpecDataCollator`: waveforms -> padded log-mels, attention masks and labels. Training clips are randomly
-  cropped to the window in the dataset transform (`make_transform`).
+- `ClipDataset`: the rows of a split, decoded one at a time; training clips are randomly cropped to the window. A
+  clip that cannot be used (undecodable, empty, NaN/Inf) is skipped, not raised: the collator drops it from its
+  batch, the trainer logs it once by file (or id column), and the run reports every skipped clip at the end
+  (`train_clips_skipped`/`eval_clips_skipped` in the metrics, `clips_skipped` in what `main` returns and in
+  `clips_skipped.json`). A split with no usable clip is an error.
+- `MaskSpecDataCollator`: waveforms -> padded log-mels, attention masks and labels.
 - `spec_augment`, `mixup`: MaskSpec's (PaSST's) batch augmentations, applied by `MaskSpecTrainer` in training steps.
 - `layer_decay_parameter_groups`: layer-wise learning-rate decay (BEiT/MAE style).
 - `MaskSpecTrainer`: `Trainer` with soft-target losses (mixup), label smoothing for single-label tasks, a
@@ -23,9 +27,11 @@ the clip's length), patchout of 40 % of the patches (MaskSpec drops 200 of a 10-
 tasks (`--label_smoothing 0`), class-balanced sampling for multi-label data (`--balanced_sampling no`) and random
 time crops of `--max_length_seconds` (`--no_random_crop`). `--bf16` works (on a CPU-only machine TrainingArguments
 also wants `--use_cpu`). TrainingArguments' `--label_smoothing_factor`, if given, is used as `--label_smoothing`;
-`--push_to_hub` uploads the final folder (model, feature extractor, code, model card, results) once, after training.
+`--push_to_hub` uploads the final folder (model, feature extractor, code, model card, results) once, after training;
+the login and the repo are checked (and the repo created) before training, so a push that cannot work fails at once.
 """
 
+import collections
 import csv
 import json
 import logging
@@ -36,7 +42,6 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
@@ -47,10 +52,13 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.utils import logging as hf_logging
 
 from .configuration_maskspec import MaskSpecConfig
+from .console import run_console_script
+from .data import ClipError, check_waveform, decode_audio, default_id_column
 from .feature_extraction_maskspec import MaskSpecFeatureExtractor
 from .inference import is_preset_name, load_feature_extractor, quiet_load_report
 from .metrics import compute_metrics_fn
 from .modeling_maskspec import MaskSpecForAudioClassification
+from .overrides import parse_config_overrides
 
 
 logger = hf_logging.get_logger(__name__)
@@ -128,7 +136,6 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models and datasets."})
     model_revision: str = field(default="main", metadata={"help": "Model version (branch, tag or commit)."})
     token: str | None = field(default=None, metadata={"help": "Hub token (default: the cached login)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow remote code for the dataset."})
     freeze_feature_encoder: bool = field(
         default=False, metadata={"help": "Freeze the patch projection (MaskSpec fine-tunes everything by default)."}
     )
@@ -269,7 +276,24 @@ def load_splits(
         splits["train"] = splits["train"].select(range(min(data_args.max_train_samples, len(splits["train"]))))
     if "eval" in splits and data_args.max_eval_samples is not None:
         splits["eval"] = splits["eval"].select(range(min(data_args.max_eval_samples, len(splits["eval"]))))
+    _check_not_empty(splits, data_args)
     return splits
+
+
+def _check_not_empty(splits: dict[str, datasets.Dataset], data_args: DataTrainingArguments) -> None:
+    """An empty split would fail later with an IndexError far from its cause: say which split it is."""
+    for key, dataset in splits.items():
+        if len(dataset) > 0:
+            continue
+        if key == "train":
+            name, option, limit = data_args.train_split_name, "--max_train_samples", data_args.max_train_samples
+        else:
+            name, option, limit = data_args.eval_split_name, "--max_eval_samples", data_args.max_eval_samples
+        cause = f" after {option} {limit}" if limit is not None and limit < 1 else ""
+        raise ValueError(
+            f"The {'training' if key == 'train' else 'evaluation'} split {name!r} has no rows{cause}: "
+            f"nothing to {'train on' if key == 'train' else 'evaluate'}."
+        )
 
 
 @dataclass
@@ -407,56 +431,100 @@ def build_label_space(
     )
 
 
-def waveform_of(audio) -> np.ndarray:
-    """Mono float32 waveform of a decoded datasets audio value (torchcodec `AudioDecoder` or `{"array"}` dict)."""
-    if hasattr(audio, "get_all_samples"):
-        data = audio.get_all_samples().data
-        return (data.mean(dim=0) if data.ndim == 2 else data).numpy().astype(np.float32, copy=False)
-    if isinstance(audio, dict) and "array" in audio:
-        array = np.asarray(audio["array"], dtype=np.float32)
-        return array.mean(axis=0) if array.ndim == 2 else array
-    raise ValueError(f"Expected decoded audio (an AudioDecoder or a dict with 'array'), got {type(audio).__name__}.")
+def clip_name(audio, clip_id=None, fallback: str = "a clip") -> str:
+    """How logs and reports name a clip: its id column value (e.g. AudioSet's video_id), else its file, else
+    `fallback` (e.g. "train row 12")."""
+    if clip_id is not None:
+        return str(clip_id)
+    if isinstance(audio, dict) and audio.get("path"):
+        return str(audio["path"])
+    return fallback
 
 
-def make_transform(
-    audio_column: str,
-    label_column: str | None,
-    label_space: LabelSpace | None,
-    max_samples: int | None = None,
-    random_crop: bool = False,
-):
-    """A `Dataset.with_transform` function: rows -> `{"audio": waveform, "labels": target}`.
+class ClipDataset(torch.utils.data.Dataset):
+    """The rows of a split as training examples, decoded one at a time where they are read.
 
-    With `max_samples`, longer clips are cut to that many samples: at a random offset if `random_crop`, else from
-    the start. Shorter clips are left as they are (the collator pads them and masks the padding).
+    `dataset[i]` is `{"audio": mono float32 waveform at `sampling_rate`, "labels": target, "clip": name}`; with
+    `max_samples`, longer clips are cut to that many samples (at a random offset if `random_crop`, else from the
+    start; shorter clips are padded by the collator). A clip that cannot be used (undecodable, empty, NaN/Inf
+    samples) comes back as `{"audio": None, "clip": name, "skipped": reason, "error": message}` instead of raising:
+    `MaskSpecDataCollator` drops it and `MaskSpecTrainer` counts and reports it, so one bad file does not stop a run.
     """
 
-    def transform(batch: dict) -> dict:
-        waves = []
-        for audio in batch[audio_column]:
-            wave = waveform_of(audio)
-            if max_samples is not None and len(wave) > max_samples:
-                start = random.randint(0, len(wave) - max_samples) if random_crop else 0
-                wave = wave[start : start + max_samples]
-            waves.append(wave)
-        out = {"audio": waves}
-        if label_column is not None and label_space is not None:
-            out["labels"] = [label_space.encode(value) for value in batch[label_column]]
-        return out
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        audio_column: str,
+        label_column: str | None,
+        label_space: LabelSpace | None,
+        sampling_rate: int,
+        max_samples: int | None = None,
+        random_crop: bool = False,
+        split: str = "train",
+    ):
+        others = [c for c in dataset.column_names if c not in (audio_column, label_column)]
+        self.id_column = default_id_column(others)
+        columns = [audio_column] + [c for c in (label_column, self.id_column) if c is not None]
+        # Left encoded, so that decoding (and its failures) happens here, per clip, not inside `datasets`.
+        self.dataset = dataset.select_columns(columns).cast_column(audio_column, datasets.Audio(decode=False))
+        self.audio_column, self.label_column, self.label_space = audio_column, label_column, label_space
+        self.sampling_rate, self.max_samples, self.random_crop, self.split = (
+            sampling_rate, max_samples, random_crop, split,
+        )  # fmt: skip
 
-    return transform
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.dataset[int(index)]
+        name = clip_name(row[self.audio_column], row.get(self.id_column), f"{self.split} row {index}")
+        try:
+            wave = decode_audio(row[self.audio_column], self.sampling_rate)
+            check_waveform(wave, 1)  # short clips are fine: the collator pads them to one patch
+        except ClipError as error:
+            return {"audio": None, "clip": name, "skipped": error.reason, "error": str(error)}
+        if self.max_samples is not None and len(wave) > self.max_samples:
+            start = random.randint(0, len(wave) - self.max_samples) if self.random_crop else 0
+            wave = wave[start : start + self.max_samples]
+        out = {"audio": wave, "clip": name}
+        if self.label_column is not None and self.label_space is not None:
+            out["labels"] = self.label_space.encode(row[self.label_column])
+        return out
 
 
 @dataclass
 class MaskSpecDataCollator:
     """Waveforms -> `input_values` `[batch, frames, mel]`, `attention_mask` and `labels` (ints or multi-hot floats).
 
-    Clips shorter than the feature extractor's minimum (one patch) are zero-padded to it.
+    Clips shorter than the feature extractor's minimum (one patch) are zero-padded to it. Examples without audio
+    (clips `ClipDataset` could not decode) are left out and listed in `skipped_clips` (`[{"id", "reason",
+    "error"}]`); a batch of only such examples has zero rows, which `MaskSpecTrainer` skips.
     """
 
     feature_extractor: MaskSpecFeatureExtractor
 
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict]) -> dict:
+        skipped = [
+            {"id": f.get("clip"), "reason": f.get("skipped"), "error": f.get("error")}
+            for f in features
+            if f.get("audio") is None
+        ]
+        features = [f for f in features if f.get("audio") is not None]
+        out = self._collate(features) if features else self._empty_batch()
+        if skipped:
+            out["skipped_clips"] = skipped
+        return out
+
+    def _empty_batch(self) -> dict:
+        extractor = self.feature_extractor
+        frames = extractor.frames_for_samples(extractor.min_num_samples)
+        return {
+            "input_values": torch.zeros(0, frames, extractor.feature_size),
+            "attention_mask": torch.zeros(0, frames, dtype=torch.long),
+            "labels": torch.zeros(0, dtype=torch.long),  # Trainer counts labels across micro-batches
+        }
+
+    def _collate(self, features: list[dict]) -> dict:
         minimum = self.feature_extractor.min_num_samples
         waves = [
             f["audio"] if len(f["audio"]) >= minimum else np.pad(f["audio"], (0, minimum - len(f["audio"])))
@@ -618,7 +686,9 @@ class MaskSpecTrainer(Trainer):
     (soft) targets for single-label tasks, binary cross-entropy for multi-label ones. In evaluation the plain loss
     (no smoothing) is reported. With `sample_weights`, training draws clips with those weights (with replacement,
     one epoch = as many draws as clips). With `recipe.layer_decay < 1`, the optimizer uses layer-wise decayed
-    learning rates.
+    learning rates. Clips the collator left out (`skipped_clips`) are logged once each and kept in
+    `skipped_clips["train"/"eval"]` (id -> `{"id", "reason", "error"}`); a batch left with no clip is skipped; a
+    split whose every clip is bad is an error.
     """
 
     # `compute_loss` returns a per-batch mean, so Trainer divides it by the gradient accumulation steps.
@@ -630,6 +700,45 @@ class MaskSpecTrainer(Trainer):
             recipe if recipe is not None else FinetuningArguments(augment=False, layer_decay=1.0, label_smoothing=0.0)
         )
         self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
+        self.skipped_clips: dict[str, dict] = {"train": {}, "eval": {}}
+
+    def _take_skipped(self, inputs: dict, split: str) -> dict:
+        """`inputs` without `skipped_clips`, whose clips are recorded (and logged, once per clip)."""
+        skipped = inputs.get("skipped_clips")
+        if not skipped:
+            return inputs
+        seen = self.skipped_clips[split]
+        for clip in skipped:
+            if clip["id"] not in seen:
+                seen[clip["id"]] = clip
+                logger.warning(f"Skipping {split} clip {clip['id']}: {clip['reason']} ({clip['error']})")
+        dataset = self.train_dataset if split == "train" else self.eval_dataset
+        if hasattr(dataset, "__len__") and not isinstance(dataset, dict) and len(seen) >= len(dataset):
+            raise ValueError(
+                f"None of the {len(dataset)} clips of the {split} split can be used (e.g. {skipped[0]['id']}: "
+                f"{skipped[0]['reason']}, {skipped[0]['error']})."
+            )
+        return {key: value for key, value in inputs.items() if key != "skipped_clips"}
+
+    @staticmethod
+    def _is_empty(inputs: dict) -> bool:
+        values = inputs.get("input_values")
+        return values is not None and values.shape[0] == 0
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        inputs = self._take_skipped(inputs, "train")
+        if self._is_empty(inputs):  # every clip of the batch was bad: no loss, no gradient
+            # NaN lets Trainer's logging_nan_inf_filter (on by default) log the window's mean loss for this step
+            # instead of a 0 that would pull the reported training loss down.
+            no_loss = float("nan") if self.args.logging_nan_inf_filter else 0.0
+            return torch.tensor(no_loss, device=self.args.device)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._take_skipped(inputs, "eval")
+        if self._is_empty(inputs):
+            return None, None, None
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def _augment(self, inputs: dict, problem_type: str, num_labels: int) -> dict:
         recipe = self.recipe
@@ -702,20 +811,6 @@ class MaskSpecTrainer(Trainer):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def parse_config_overrides(overrides: str | None) -> dict[str, Any]:
-    """'a=1,b=0.5,c=true,d=gelu' -> {"a": 1, "b": 0.5, "c": True, "d": "gelu"} (values parsed as JSON if possible)."""
-    result = {}
-    for item in filter(None, (part.strip() for part in (overrides or "").split(","))):
-        if "=" not in item:
-            raise ValueError(f"--config_overrides items must look like key=value, got {item!r}.")
-        key, value = (s.strip() for s in item.split("=", 1))
-        try:
-            result[key] = json.loads(value)
-        except json.JSONDecodeError:
-            result[key] = value
-    return result
-
-
 def load_model_for_finetuning(
     model_args: ModelArguments, label_space: LabelSpace, patchout_ratio: float | None = None
 ) -> tuple[MaskSpecForAudioClassification, MaskSpecFeatureExtractor, str]:
@@ -734,7 +829,11 @@ def load_model_for_finetuning(
     )
     if patchout_ratio is not None:
         overrides["patchout_ratio"] = patchout_ratio
-    hub_kwargs = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token}
+    hub_kwargs = {
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+        "token": model_args.token,
+    }
     source = model_args.model_name_or_path
     feature_extractor = load_feature_extractor(model_args.feature_extractor_name or source, **hub_kwargs)
 
@@ -815,7 +914,7 @@ def write_finetuned_model_card(folder: str | os.PathLike, **card_kwargs) -> Path
 
 
 # Pickled arguments stay local; sub-folders (checkpoint-*, runs/) are never uploaded.
-HUB_SKIPPED_FILES = ("training_args.bin",)
+HUB_SKIPPED_FILES = ("training_args.bin", "clips_skipped.json")  # the latter names local files
 
 
 def hub_files(folder: str | os.PathLike) -> list[Path]:
@@ -868,19 +967,118 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+def check_hub_access(repo_id: str, token: str | None = None, private: bool | None = None) -> str:
+    """Fail before training, not after it, when `--push_to_hub` cannot work: checks the login and creates (or
+    reuses) the repo. Returns the repo id with its namespace. Raises a `ValueError` saying what to fix."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        user = api.whoami()
+    except Exception as error:  # noqa: BLE001 - offline, no token, bad token or no network: all mean "can't push"
+        raise ValueError(
+            f"--push_to_hub: cannot log in to the Hub ({type(error).__name__}: {str(error).splitlines()[0]}): log "
+            "in with `hf auth login` or pass --hub_token, go online (HF_HUB_OFFLINE unset), or drop --push_to_hub."
+        ) from error
+    try:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(
+            f"--push_to_hub: cannot create or use the repo {repo_id!r} as {user.get('name', 'this user')} "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}): pass --hub_model_id <namespace>/<name> of a "
+            "repo this token can write to."
+        ) from error
+    return getattr(repo_url, "repo_id", None) or repo_id
+
+
+def _clip_datasets(
+    splits: dict[str, datasets.Dataset],
+    data_args: DataTrainingArguments,
+    label_space: LabelSpace,
+    recipe: FinetuningArguments,
+    sampling_rate: int,
+    max_samples: int,
+) -> dict[str, ClipDataset]:
+    """Training crops of `max_samples` (random if `recipe.random_crop`), whole eval clips."""
+    return {
+        name: ClipDataset(
+            dataset,
+            data_args.audio_column_name,
+            data_args.label_column_name,
+            label_space,
+            sampling_rate,
+            max_samples=max_samples if name == "train" else None,
+            random_crop=recipe.random_crop and name == "train",
+            split=name,
+        )
+        for name, dataset in splits.items()
+    }
+
+
+def _balanced_weights(train: datasets.Dataset, label_column: str, label_space: LabelSpace) -> np.ndarray:
+    targets = [label_space.encode(v) for v in train[label_column]]
+    if not label_space.multi_label:
+        targets = np.eye(label_space.num_labels, dtype=np.float32)[targets]
+    return class_balanced_weights(np.stack(targets))
+
+
+def _train_and_evaluate(trainer: "MaskSpecTrainer", splits: dict, training_args: TrainingArguments) -> dict:
+    metrics: dict = {}
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()  # model, config (id2label, problem_type), feature extractor and code files
+        skipped = len(trainer.skipped_clips["train"])
+        train_metrics = dict(
+            result.metrics, train_samples=len(splits["train"]) - skipped, train_clips_skipped=skipped
+        )
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+        metrics.update(train_metrics)
+    if "eval" in splits and (training_args.do_eval or training_args.do_train):
+        eval_metrics = trainer.evaluate()
+        skipped = len(trainer.skipped_clips["eval"])
+        eval_metrics.update(eval_samples=len(splits["eval"]) - skipped, eval_clips_skipped=skipped)
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    return metrics
+
+
+def _report_skipped(trainer: "MaskSpecTrainer", output_dir: str) -> list[dict]:
+    """The skipped clips of both splits, as `[{"split", "id", "reason", "error"}]`, also written to
+    `clips_skipped.json` and summed up in the log."""
+    skipped = [{"split": split, **clip} for split, clips in trainer.skipped_clips.items() for clip in clips.values()]
+    if skipped and trainer.is_world_process_zero():
+        path = Path(output_dir) / "clips_skipped.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(skipped, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(collections.Counter(c["reason"] for c in skipped).items()))
+        logger.warning(f"Skipped {len(skipped)} clips that cannot be used ({reasons}); listed in {path}.")
+    return skipped
+
+
 def run_finetuning(
     model_args: ModelArguments,
     data_args: DataTrainingArguments,
     recipe: FinetuningArguments,
     training_args: TrainingArguments,
 ) -> dict:
-    """Fine-tune and/or evaluate; returns the metrics (train_* and eval_*)."""
+    """Fine-tune and/or evaluate; returns the metrics (train_* and eval_*) and `clips_skipped`, the clips that could
+    not be used (`[{"split", "id", "reason", "error"}]`)."""
     if data_args.label_column_name is None:
         raise ValueError("--label_column_name is required for fine-tuning.")
     if training_args.label_smoothing_factor:
         # Trainer's own smoother cannot handle multi-hot or mixed-up targets: route it to the recipe.
         recipe.label_smoothing, training_args.label_smoothing_factor = training_args.label_smoothing_factor, 0.0
     push_requested, training_args.push_to_hub = training_args.push_to_hub, False  # pushed once, at the end, below
+    repo_id = None
+    if push_requested and training_args.do_train:
+        repo_id = check_hub_access(
+            training_args.hub_model_id or Path(training_args.output_dir).resolve().name,
+            token=training_args.hub_token,
+            private=training_args.hub_private_repo,
+        )
     training_args.remove_unused_columns = False  # the collator needs the raw audio column
     # Adam's second moments of tiny gradients underflow to denormals, which x86 CPUs process ~100x slower:
     # a step can take 20x longer late in training. Flushing them to zero changes nothing that matters.
@@ -907,29 +1105,12 @@ def run_finetuning(
         model_args, label_space, recipe.patchout_ratio if training_args.do_train else None
     )
     rate = feature_extractor.sampling_rate
-    hop_seconds = feature_extractor.hop_length / rate
-    max_seconds = data_args.max_length_seconds or model.config.max_frames * hop_seconds
-    max_samples = int(round(max_seconds * rate))
-
+    max_seconds = data_args.max_length_seconds or model.config.max_frames * feature_extractor.hop_length / rate
     balanced = recipe.balanced_sampling == "yes" or (recipe.balanced_sampling == "auto" and label_space.multi_label)
     sample_weights = None
-    for name, dataset in list(splits.items()):
-        if name == "train" and balanced:
-            targets = [label_space.encode(v) for v in dataset[data_args.label_column_name]]
-            if not label_space.multi_label:
-                targets = np.eye(label_space.num_labels, dtype=np.float32)[targets]
-            sample_weights = class_balanced_weights(np.stack(targets))
-        dataset = dataset.cast_column(data_args.audio_column_name, datasets.Audio(sampling_rate=rate))
-        transform = make_transform(
-            data_args.audio_column_name,
-            data_args.label_column_name,
-            label_space,
-            max_samples=max_samples if name == "train" else None,
-            random_crop=recipe.random_crop and name == "train",
-        )
-        splits[name] = dataset.with_transform(
-            transform, columns=[data_args.audio_column_name, data_args.label_column_name]
-        )
+    if balanced and "train" in splits:
+        sample_weights = _balanced_weights(splits["train"], data_args.label_column_name, label_space)
+    splits = _clip_datasets(splits, data_args, label_space, recipe, rate, int(round(max_seconds * rate)))
 
     trainer = MaskSpecTrainer(
         model=model,
@@ -942,69 +1123,17 @@ def run_finetuning(
         recipe=recipe,
         sample_weights=sample_weights,
     )
-
-    metrics: dict = {}
-    if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()  # model, config (id2label, problem_type), feature extractor and code files
-        train_metrics = dict(result.metrics, train_samples=len(splits["train"]))
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-        metrics.update(train_metrics)
-    if "eval" in splits and (training_args.do_eval or training_args.do_train):
-        eval_metrics = trainer.evaluate()
-        eval_metrics["eval_samples"] = len(splits["eval"])
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        metrics.update(eval_metrics)
-
+    metrics = _train_and_evaluate(trainer, splits, training_args)
+    metrics["clips_skipped"] = _report_skipped(trainer, training_args.output_dir)
     if training_args.do_train and trainer.is_world_process_zero():
-        hyperparameters = {
-            "base_model": model_args.model_name_or_path,
-            "initialization": origin,
-            "learning_rate": training_args.learning_rate,
-            "train_batch_size": training_args.per_device_train_batch_size,
-            "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
-            "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
-            "weight_decay": training_args.weight_decay,
-            "lr_scheduler": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
-            "warmup_steps": training_args.warmup_steps,
-            "num_epochs": training_args.num_train_epochs,
-            "max_steps": training_args.max_steps,
-            "global_steps": trainer.state.global_step,
-            "seed": training_args.seed,
-            "bf16": training_args.bf16,
-            "max_length_seconds": max_seconds,
-            "mixup_alpha": recipe.mixup_alpha,
-            "specaugment": f"freq {recipe.freq_mask_bins} bins, time {recipe.time_mask_frames} frames per "
-            f"{recipe.time_mask_reference_frames}",
-            "patchout_ratio": model.config.patchout_ratio,
-            "layer_decay": recipe.layer_decay,
-            "label_smoothing": recipe.label_smoothing if not label_space.multi_label else 0.0,
-            "balanced_sampling": balanced,
-            "random_crop": recipe.random_crop,
-        }
-        results = {key: metrics[f"eval_{key}"] for key in CARD_RESULT_KEYS if f"eval_{key}" in metrics}
-        hub_dataset = (
-            data_args.dataset_name if data_args.dataset_name and not os.path.exists(data_args.dataset_name) else None
+        hyperparameters = _hyperparameters(model_args, training_args, recipe, model, origin, trainer, max_seconds)
+        hyperparameters.update(
+            label_smoothing=recipe.label_smoothing if not label_space.multi_label else 0.0,
+            balanced_sampling=balanced,
+            random_crop=hyperparameters.pop("random_crop"),  # the card's row order
         )
-        data_name = data_args.dataset_name or (
-            f"audiofolder {Path(data_args.data_dir).name}" if data_args.data_dir else None
-        )
-        write_finetuned_model_card(
-            training_args.output_dir,
-            config=model.config,
-            hyperparameters=hyperparameters,
-            results=results,
-            datasets=[data_name] if data_name else [],
-            base_model=model_args.model_name_or_path,
-            eval_dataset=hub_dataset if "eval" in splits else None,
-            eval_dataset_config=data_args.dataset_config_name,
-            eval_split=data_args.eval_split_name if "eval" in splits else None,
-        )
-        if push_requested:
-            repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+        results = _write_card(model_args, data_args, training_args, model, hyperparameters, metrics, "eval" in splits)
+        if repo_id is not None:
             commit_message = commit_message_for(model_args, data_args, results)
             push_folder_to_hub(
                 training_args.output_dir,
@@ -1015,6 +1144,56 @@ def run_finetuning(
             )
             logger.info(f"Pushed {training_args.output_dir} to {repo_id}: {commit_message}")
     return metrics
+
+
+def _hyperparameters(model_args, training_args, recipe, model, origin, trainer, max_seconds) -> dict:
+    """The run's settings for the model card."""
+    return {
+        "base_model": model_args.model_name_or_path,
+        "initialization": origin,
+        "learning_rate": training_args.learning_rate,
+        "train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "optimizer": str(getattr(training_args.optim, "value", training_args.optim)),
+        "weight_decay": training_args.weight_decay,
+        "lr_scheduler": str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)),
+        "warmup_steps": training_args.warmup_steps,
+        "num_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "global_steps": trainer.state.global_step,
+        "seed": training_args.seed,
+        "bf16": training_args.bf16,
+        "max_length_seconds": max_seconds,
+        "mixup_alpha": recipe.mixup_alpha,
+        "specaugment": f"freq {recipe.freq_mask_bins} bins, time {recipe.time_mask_frames} frames per "
+        f"{recipe.time_mask_reference_frames}",
+        "patchout_ratio": model.config.patchout_ratio,
+        "layer_decay": recipe.layer_decay,
+        "random_crop": recipe.random_crop,
+    }
+
+
+def _write_card(model_args, data_args, training_args, model, hyperparameters, metrics, has_eval) -> dict:
+    """Writes the model card; returns the eval results it reports."""
+    results = {key: metrics[f"eval_{key}"] for key in CARD_RESULT_KEYS if f"eval_{key}" in metrics}
+    hub_dataset = (
+        data_args.dataset_name if data_args.dataset_name and not os.path.exists(data_args.dataset_name) else None
+    )
+    data_name = data_args.dataset_name or (
+        f"audiofolder {Path(data_args.data_dir).name}" if data_args.data_dir else None
+    )
+    write_finetuned_model_card(
+        training_args.output_dir,
+        config=model.config,
+        hyperparameters=hyperparameters,
+        results=results,
+        datasets=[data_name] if data_name else [],
+        base_model=model_args.model_name_or_path,
+        eval_dataset=hub_dataset if has_eval else None,
+        eval_dataset_config=data_args.dataset_config_name,
+        eval_split=data_args.eval_split_name if has_eval else None,
+    )
+    return results
 
 
 def commit_message_for(model_args: ModelArguments, data_args: DataTrainingArguments, results: dict) -> str:
@@ -1028,35 +1207,44 @@ def commit_message_for(model_args: ModelArguments, data_args: DataTrainingArgume
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """The command line for Python callers: returns the metrics (see `run_finetuning`)."""
     model_args, data_args, recipe, training_args = parse_args(argv)
     _setup_logging(training_args)
     return run_finetuning(model_args, data_args, recipe, training_args)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The `maskspec-finetune` console script: exit status 0, or 2 with a one-line message."""
+    return run_console_script(main, argv, prog="maskspec-finetune")
+
+
 __all__ = [
     "DataTrainingArguments",
     "FinetuningArguments",
+    "ClipDataset",
     "LabelSpace",
     "MaskSpecDataCollator",
     "MaskSpecTrainer",
     "ModelArguments",
     "build_label_space",
+    "check_hub_access",
     "class_balanced_weights",
     "classification_loss",
+    "cli",
+    "clip_name",
     "layer_decay_parameter_groups",
     "load_model_for_finetuning",
     "load_splits",
     "main",
-    "make_transform",
     "mixup",
+    "parse_config_overrides",
     "push_folder_to_hub",
     "read_class_index",
     "run_finetuning",
     "spec_augment",
-    "waveform_of",
     "write_finetuned_model_card",
 ]
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

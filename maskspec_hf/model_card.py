@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +37,44 @@ PAPER_RESULTS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def is_local_path(value) -> bool:
+    """Whether `value` names something on this machine (an absolute, home or explicitly relative path, or an existing
+    file or folder) rather than a Hub id."""
+    text = str(value)
+    return (
+        os.path.isabs(text)
+        or text.startswith(("~", "./", "../", ".\\", "..\\"))
+        or bool(_WINDOWS_PATH.match(text))
+        or Path(text).exists()
+    )
+
+
+def public_name(value, local: bool | None = None) -> str:
+    """How a model card may name `value`: a Hub id as it is; a local path (`local`: None to tell with
+    `is_local_path`) by its last component only, since a card is meant for the Hub, where a local path tells nothing
+    but the author's directory layout."""
+    text = str(value)
+    if not (is_local_path(text) if local is None else local):
+        return text
+    name = re.split(r"[\\/]", text.rstrip("/\\"))[-1]
+    if name in ("", ".", "..", "~"):
+        name = Path(text).expanduser().resolve().name
+    return name or "a local folder"
+
+
+def _without_local_paths(text: str) -> str:
+    """`text` with every word that is a local path (see `is_local_path`) cut to its last component."""
+
+    def shorten(match: re.Match) -> str:
+        lead, word, trail = match.group(1), match.group(2), match.group(3)
+        if ("/" in word or "\\" in word) and is_local_path(word):
+            word = public_name(word, local=True)
+        return lead + word + trail
+
+    return re.sub(r"([(`'\"]*)([^\s(`'\"]+?)([)`'\",;:.]*)(?=\s|$)", shorten, text)
 
 
 def _size_name(config) -> str:
@@ -114,7 +153,7 @@ def render_model_card(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
     hyperparameters = dict(hyperparameters or {})
     results = dict(results or {})
-    datasets = [str(d) for d in datasets]
+    datasets = [_without_local_paths(str(d)) for d in datasets]  # a card is published: no local paths
     size = _size_name(config)
     name = model_name or (f"{size} (pre-trained)" if task == "pretraining" else f"{size} audio classifier")
 
@@ -162,7 +201,7 @@ def render_model_card(
         kind = "multi-label" if config.problem_type == "multi_label_classification" else "single-label"
         parts.append(
             f"A MaskSpec audio classifier ({kind}, {len(labels)} classes: {shown})"
-            + (f", fine-tuned from `{base_model}`" if base_model else "")
+            + (f", fine-tuned from `{public_name(base_model)}`" if base_model else "")
             + ". MaskSpec (Chong et al., 2022, [arXiv:2204.12768](https://arxiv.org/abs/2204.12768)) pre-trains a "
             "ViT encoder by masked spectrogram prediction; the classifier mean-pools the encoder's patch embeddings "
             "and applies LayerNorm and a linear layer."

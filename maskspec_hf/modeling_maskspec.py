@@ -8,7 +8,6 @@ This file is copied next to saved checkpoints and loaded as remote code, so it i
 its own configuration file.
 """
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.import_utils import is_torchdynamo_exporting, is_tracing
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_maskspec import MaskSpecConfig
@@ -32,6 +32,26 @@ from .configuration_maskspec import MaskSpecConfig
 # ----------------------------------------------------------------------------------------------------------------------
 # The method, one small function per step
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def _first_frames(values: torch.Tensor, num_frames) -> torch.Tensor:
+    """`values[:, :num_frames]`, in a form that also traces with a symbolic frame count.
+
+    While tracing, slicing makes torch.export / torch.compile prove `num_frames <= values.shape[1]`, which they cannot
+    do for `patch_size * (frames // patch_size)`; `index_select` needs no such proof. Eager mode keeps the free view.
+    """
+    if is_tracing(values):
+        return values.index_select(1, torch.arange(num_frames, device=values.device))
+    return values[:, :num_frames]
+
+
+def _split_rows(rows: torch.Tensor, batch_size) -> torch.Tensor:
+    """`[batch * n, ...]` -> `[batch, n, ...]`.
+
+    Reshaping `[batch, t, f, ...]` straight to `[batch, t * f, ...]` makes the tracer add a guard on the (symbolic)
+    frame count that it cannot prove; going through one merged leading axis does not.
+    """
+    return rows.reshape(batch_size, rows.shape[0] // batch_size, *rows.shape[1:])
 
 
 def patchify(spectrogram: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -48,9 +68,9 @@ def patchify(spectrogram: torch.Tensor, patch_size: int) -> tuple[torch.Tensor, 
             f"The spectrogram ({num_frames} frames x {num_bins} mel bins) is smaller than one {patch_size}x{patch_size} "
             "patch; give at least `patch_size` frames and mel bins."
         )
-    cropped = spectrogram[:, : grid[0] * patch_size, : grid[1] * patch_size]
-    patches = cropped.reshape(batch_size, grid[0], patch_size, grid[1], patch_size).permute(0, 1, 3, 2, 4)
-    return patches.reshape(batch_size, grid[0] * grid[1], patch_size * patch_size), grid
+    cropped = _first_frames(spectrogram, grid[0] * patch_size)[:, :, : grid[1] * patch_size]
+    patches = cropped.reshape(batch_size * grid[0], patch_size, grid[1], patch_size).transpose(1, 2)
+    return _split_rows(patches.reshape(-1, patch_size * patch_size), batch_size), grid
 
 
 def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
@@ -60,22 +80,50 @@ def unpatchify(patches: torch.Tensor, grid: tuple[int, int], patch_size: int) ->
     return spectrogram.reshape(batch_size, grid[0] * patch_size, grid[1] * patch_size)
 
 
-@functools.lru_cache(maxsize=32)
-def _sinusoidal_table(num_time: int, num_freq: int, dim: int) -> torch.Tensor:
-    # Half of the channels encode the time index, half the frequency index, each as sin/cos at geometric frequencies.
+def _sinusoidal_table(num_time: int, num_freq: int, dim: int, device=None) -> torch.Tensor:
+    """The float32 table `[num_time * num_freq, dim]`, built with torch ops only so that it traces with symbolic sizes.
+
+    Half of the channels encode the time index, half the frequency index, each as sin/cos at geometric frequencies.
+    The angles are computed in float64 (then rounded) so the table does not depend on the device's float32 sin/cos.
+    """
     quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    time = torch.arange(num_time, dtype=torch.float64)[:, None, None] * omega
-    freq = torch.arange(num_freq, dtype=torch.float64)[None, :, None] * omega
-    time = time.expand(num_time, num_freq, quarter)
-    freq = freq.expand(num_time, num_freq, quarter)
-    table = torch.cat([time.sin(), time.cos(), freq.sin(), freq.cos()], dim=-1)
-    return table.reshape(num_time * num_freq, 4 * quarter).float()
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64, device=device) / quarter)
+
+    def sin_cos(num_positions):
+        # sin/cos of each time (or frequency) index once, then broadcast over the grid: 1/num_freq of the work.
+        angles = torch.arange(num_positions, dtype=torch.float64, device=device)[:, None] * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=-1).float()
+
+    time, freq = sin_cos(num_time), sin_cos(num_freq)
+    table = torch.cat([time[:, None].expand(-1, num_freq, -1), freq[None].expand(num_time, -1, -1)], dim=-1)
+    return table.reshape(-1).view(-1, 4 * quarter)  # via 1-D: see `_split_rows`
+
+
+# Eager-mode tables by (num_time, num_freq, dim, device, dtype): a forward then costs a dict look-up. Only real tensors
+# built outside any tracing go in, so compile / export / fake / meta passes never leave a tensor here that later eager
+# calls would trip on.
+_TABLE_CACHE: dict[tuple, torch.Tensor] = {}
+_TABLE_CACHE_SIZE = 32
 
 
 def sinusoidal_position_embedding(grid: tuple[int, int], dim: int, device=None, dtype=None) -> torch.Tensor:
     """Fixed 2-D sinusoidal positions `[grid_t * grid_f, dim]` in `patchify`'s order; any number of frames works."""
-    return _sinusoidal_table(grid[0], grid[1], dim).to(device=device, dtype=dtype)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    dtype = torch.float32 if dtype is None else dtype
+    key = (grid[0], grid[1], dim, device, dtype)
+    sizes_are_ints = all(type(size) is int for size in grid)  # a SymInt (dynamic shapes) is neither hashable nor fixed
+    if not sizes_are_ints or device.type == "meta" or is_tracing():
+        return _sinusoidal_table(grid[0], grid[1], dim, device=device).to(dtype=dtype)
+    table = _TABLE_CACHE.get(key)
+    if table is None:
+        with torch.inference_mode(False):  # a normal tensor, usable later by autograd whatever mode built it
+            table = _sinusoidal_table(grid[0], grid[1], dim, device=device).to(dtype=dtype)
+        if is_tracing(table):  # built under a fake-tensor mode (e.g. a shape-only pass): do not keep it
+            return table
+        if len(_TABLE_CACHE) >= _TABLE_CACHE_SIZE:
+            _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+        _TABLE_CACHE[key] = table
+    return table
 
 
 def random_masking(
@@ -106,9 +154,27 @@ def frames_to_patch_mask(attention_mask: torch.Tensor, grid: tuple[int, int], pa
     A row of patches counts as real when all its frames are real, so a padded clip yields exactly the patches the
     same clip yields alone (whose trailing partial patch is cropped).
     """
-    valid_frames = attention_mask[:, : grid[0] * patch_size].bool()
-    valid_rows = valid_frames.reshape(attention_mask.shape[0], grid[0], patch_size).all(dim=-1)
-    return valid_rows[:, :, None].expand(-1, -1, grid[1]).reshape(attention_mask.shape[0], -1)
+    batch_size = attention_mask.shape[0]
+    valid_frames = _first_frames(attention_mask.bool(), grid[0] * patch_size)
+    valid_rows = valid_frames.reshape(batch_size * grid[0], patch_size).all(dim=-1)
+    return _split_rows(valid_rows[:, None].expand(-1, grid[1]).reshape(-1), batch_size)
+
+
+def _padding_patch_mask(
+    attention_mask: torch.Tensor | None, grid: tuple[int, int], patch_size: int
+) -> torch.Tensor | None:
+    """`frames_to_patch_mask`, or `None` when no patch is padding.
+
+    In eager mode an all-real mask is dropped, so SDPA runs unmasked and pooling is a plain mean. While tracing
+    (compile, export) the values are unknown, so the mask is always kept: the graph has no data-dependent branch and
+    an all-real mask gives the same result.
+    """
+    if attention_mask is None:
+        return None
+    patch_mask = frames_to_patch_mask(attention_mask, grid, patch_size)
+    if not is_tracing(patch_mask) and bool(patch_mask.all()):
+        return None
+    return patch_mask
 
 
 def reconstruction_loss(
@@ -150,9 +216,11 @@ class MaskSpecModelOutput(ModelOutput):
     ids_restore (`torch.LongTensor` of shape `(batch_size, num_patches)`, *optional*):
         Indices that put `[visible tokens, mask tokens]` back into patch order; `None` without masking.
     patch_attention_mask (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
-        Which tokens of `last_hidden_state` come from real frames (not padding); `None` when all do.
+        Which tokens of `last_hidden_state` come from real frames (not padding); `None` when all do (in eager mode;
+        while tracing, the mask passed in is always kept).
     grid (`tuple[int, int]`):
-        Number of patches along time and frequency.
+        Number of patches along time and frequency; `None` while exporting (`torch.export`, ONNX), whose outputs
+        must be tensors.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -358,6 +426,10 @@ class MaskSpecPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # No data-dependent branch while tracing (see `_padding_patch_mask`), so `torch.compile(fullgraph=True)` and
+    # `torch.export` work, with dynamic batch and frame counts; the classifier's windowing of inputs longer than
+    # `max_frames` is the one eager-only path.
+    _can_compile_fullgraph = True
     _can_record_outputs = {
         "hidden_states": MaskSpecLayer,
         "attentions": MaskSpecAttention,
@@ -385,6 +457,10 @@ def _check_mask_ratio(mask_ratio: float) -> None:
 
 @auto_docstring
 class MaskSpecModel(MaskSpecPreTrainedModel):
+    # Pre-training and classification checkpoints also hold a decoder or a head that the encoder does not use: drop
+    # them quietly instead of listing them as unexpected.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^fc_norm\.", r"^classifier\."]
+
     def __init__(self, config: MaskSpecConfig):
         super().__init__(config)
         self.config = config
@@ -444,11 +520,7 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
         hidden_states = hidden_states + sinusoidal_position_embedding(
             grid, self.config.hidden_size, device=hidden_states.device, dtype=hidden_states.dtype
         )
-        patch_mask = None
-        if attention_mask is not None:
-            patch_mask = frames_to_patch_mask(attention_mask, grid, patch_size)
-            if bool(patch_mask.all()):
-                patch_mask = None
+        patch_mask = _padding_patch_mask(attention_mask, grid, patch_size)
 
         mask = ids_restore = None
         if mask_ratio is not None or noise is not None:
@@ -480,7 +552,7 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
             mask=mask,
             ids_restore=ids_restore,
             patch_attention_mask=patch_mask,
-            grid=grid,
+            grid=None if is_torchdynamo_exporting() else grid,
         )
 
 
@@ -490,6 +562,9 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
     """
 )
 class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
+    # A classifier checkpoint's head is of no use here (its missing decoder is still reported).
+    _keys_to_ignore_on_load_unexpected = [r"^fc_norm\.", r"^classifier\."]
+
     def __init__(self, config: MaskSpecConfig):
         super().__init__(config)
         self.maskspec = MaskSpecModel(config)
@@ -563,12 +638,10 @@ class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
         outputs: MaskSpecModelOutput = self.maskspec(
             input_values, attention_mask=attention_mask, mask_ratio=mask_ratio, noise=noise, **kwargs
         )
-        patch_mask = None
-        if attention_mask is not None:
-            patch_mask = frames_to_patch_mask(attention_mask, outputs.grid, self.config.patch_size)
-            if bool(patch_mask.all()):
-                patch_mask = None
-        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, outputs.grid, patch_mask)
+        # The grid from the input shape: `outputs.grid` is `None` while exporting.
+        grid = (input_values.shape[1] // self.config.patch_size, self.config.num_freq_patches)
+        patch_mask = _padding_patch_mask(attention_mask, grid, self.config.patch_size)
+        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid, patch_mask)
         loss = reconstruction_loss(
             logits, self.patchify(input_values), outputs.mask, self.config.norm_pix_loss, patch_mask
         )
@@ -577,7 +650,7 @@ class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
             logits=logits,
             mask=outputs.mask,
             ids_restore=outputs.ids_restore,
-            grid=outputs.grid,
+            grid=grid,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -615,8 +688,8 @@ class MaskSpecForAudioClassification(MaskSpecPreTrainedModel):
         for param in self.maskspec.patch_embeddings.parameters():
             param.requires_grad = False
 
-    def _windowed(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None):
-        """Cut each clip into the windows it would get alone: `[num_windows, max_frames, mel]` and their clip index.
+    def _window_starts(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[list, list]:
+        """Each clip's windows: (clip index, start frame) of every window, as lists.
 
         Padding sits at the end of a clip (the feature extractor's convention), so a clip's length is the number of
         ones in its mask. A clip no longer than one window keeps a single window starting at frame 0.
@@ -633,12 +706,47 @@ class MaskSpecForAudioClassification(MaskSpecPreTrainedModel):
             )
             clip_index += [clip] * len(clip_starts)
             starts += clip_starts
-        device = input_values.device
+        return clip_index, starts
+
+    def _clip_logits(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs
+    ) -> tuple[torch.Tensor, MaskSpecModelOutput]:
+        """Encoder, pooling and head on inputs of at most one window each."""
+        patchout = self.config.patchout_ratio if self.training and self.config.patchout_ratio > 0 else None
+        outputs: MaskSpecModelOutput = self.maskspec(
+            input_values, attention_mask=attention_mask, mask_ratio=patchout, **kwargs
+        )
+        return self.classifier(self.dropout(self.fc_norm(outputs.pooler_output))), outputs
+
+    def _windowed_logits(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs
+    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        """Logits of clips longer than a window: the mean over each clip's windows.
+
+        The windows go through the encoder `config.inference_window_batch_size` at a time, each chunk gathered just
+        before its pass, so memory stays flat in the clip length. Recorded hidden states and attentions are the
+        windows', concatenated in window order.
+        """
+        clip_index, starts = self._window_starts(input_values, attention_mask)
+        device, window = input_values.device, self.config.max_frames
+        chunk_size = self.config.inference_window_batch_size
+        window_logits, hidden_states, attentions = [], [], []
+        for first in range(0, len(starts), chunk_size):
+            clips = torch.tensor(clip_index[first : first + chunk_size], device=device)[:, None]
+            frames = torch.tensor(starts[first : first + chunk_size], device=device)[:, None]
+            frames = frames + torch.arange(window, device=device)
+            chunk_mask = None if attention_mask is None else attention_mask[clips, frames]
+            logits, outputs = self._clip_logits(input_values[clips, frames], chunk_mask, **kwargs)
+            window_logits.append(logits)
+            hidden_states.append(outputs.hidden_states)
+            attentions.append(outputs.attentions)
+
+        logits = torch.cat(window_logits)
         clip_index = torch.tensor(clip_index, device=device)
-        frames = torch.tensor(starts, device=device)[:, None] + torch.arange(window, device=device)
-        windows = input_values[clip_index[:, None], frames]
-        window_mask = None if attention_mask is None else attention_mask[clip_index[:, None], frames]
-        return windows, window_mask, clip_index
+        batch_size = input_values.shape[0]
+        summed = logits.new_zeros(batch_size, logits.shape[-1]).index_add_(0, clip_index, logits)
+        logits = summed / torch.bincount(clip_index, minlength=batch_size).to(logits.dtype)[:, None]
+        return logits, _concat_per_layer(hidden_states), _concat_per_layer(attentions)
 
     @can_return_tuple
     @auto_docstring
@@ -653,35 +761,32 @@ class MaskSpecForAudioClassification(MaskSpecPreTrainedModel):
         input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
             Normalized log-mel spectrogram from [`MaskSpecFeatureExtractor`], any length. Longer than
             `config.max_frames`: split into windows overlapping by `config.inference_window_overlap`, logits
-            averaged over the windows that hold audio.
+            averaged over the windows that hold audio; the windows run `config.inference_window_batch_size` at a
+            time.
         attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
             1 for real frames, 0 for padding.
         labels (`torch.LongTensor` of shape `(batch_size,)` or `torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
             Class indices (single-label) or multi-hot targets (`problem_type="multi_label_classification"`).
         """
         self.maskspec.check_input_values(input_values)
-        batch_size, clip_index = input_values.shape[0], None
         if input_values.shape[1] > self.config.max_frames:
-            input_values, attention_mask, clip_index = self._windowed(input_values, attention_mask)
-
-        patchout = self.config.patchout_ratio if self.training and self.config.patchout_ratio > 0 else None
-        outputs: MaskSpecModelOutput = self.maskspec(
-            input_values, attention_mask=attention_mask, mask_ratio=patchout, **kwargs
-        )
-        logits = self.classifier(self.dropout(self.fc_norm(outputs.pooler_output)))
-
-        if clip_index is not None:
-            # Average the logits of each clip's windows.
-            summed = logits.new_zeros(batch_size, logits.shape[-1]).index_add_(0, clip_index, logits)
-            logits = summed / torch.bincount(clip_index, minlength=batch_size).to(logits.dtype)[:, None]
+            logits, hidden_states, attentions = self._windowed_logits(input_values, attention_mask, **kwargs)
+        else:
+            logits, outputs = self._clip_logits(input_values, attention_mask, **kwargs)
+            hidden_states, attentions = outputs.hidden_states, outputs.attentions
 
         loss = None
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config, **kwargs)
 
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
+
+
+def _concat_per_layer(per_chunk: list[tuple[torch.Tensor, ...] | None]) -> tuple[torch.Tensor, ...] | None:
+    """Per-chunk tuples of per-layer tensors -> one tuple of per-layer tensors concatenated along the batch."""
+    if not per_chunk or per_chunk[0] is None:
+        return None
+    return tuple(torch.cat(layer) for layer in zip(*per_chunk))
 
 
 __all__ = [

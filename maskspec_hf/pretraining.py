@@ -14,8 +14,9 @@ each target patch, as the official MaskSpec scripts do).
 
 What a run writes under `--output_dir`:
 
-- `logs/train_log.jsonl`: one line per optimizer step (step, epoch, loss, lr, clips, clips/s, skipped clips so far);
-  `logs/skipped_clips.rank<r>.jsonl`: every skipped clip with its id and reason; `runs/`: TensorBoard.
+- `logs/train_log.jsonl`: one line per optimizer step (step, epoch, loss, lr, clips, clips/s, skipped clips and
+  skipped steps so far: a step where no process had one usable clip trains nothing and is only counted);
+  `logs/skipped_clips.rank<r>.jsonl`: every skipped clip with its id and reason; `runs/`: the `--report_to` trackers.
 - `images/step-<N>.png` every `--image_steps` steps: a fixed clip's input spectrogram | masked input | reconstruction.
 - `checkpoints/step-<N>/`: everything needed to resume exactly (`accelerator.save_state`: weights, optimizer,
   scheduler, RNG states; plus the config, the feature extractor, the step, the data position of every process and
@@ -29,6 +30,8 @@ What a run writes under `--output_dir`:
 from __future__ import annotations
 
 import argparse
+import errno
+import gc
 import hashlib
 import json
 import logging
@@ -37,11 +40,16 @@ import os
 import shutil
 import sys
 import time
+import weakref
+import zipfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import LoggerType
+from transformers import SchedulerType
+from safetensors import SafetensorError
 
 from .configuration_maskspec import MASKSPEC_PRESETS, MaskSpecConfig
 from .data import (
@@ -60,6 +68,8 @@ from .data import (
 )
 from .feature_extraction_maskspec import MaskSpecFeatureExtractor
 from .modeling_maskspec import MaskSpecForPreTraining
+from .console import run_console_script
+from .overrides import apply_config_overrides
 
 
 logger = logging.getLogger(__name__)
@@ -69,6 +79,11 @@ TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 TRAINING_STATE = "training_state.json"
 LR_REFERENCE_BATCH = 256
+# Every schedule transformers.get_scheduler builds; these two step on a metric (the training loss) instead of the step.
+SCHEDULER_TYPES = [t.value for t in SchedulerType]
+METRIC_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
+# Accelerate's trackers ("all": every installed one) and "none".
+TRACKERS = [*LoggerType.list(), "none"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -156,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--adam_beta2", type=float, default=0.95)
     train.add_argument("--adam_epsilon", type=float, default=1e-8)
     train.add_argument("--max_grad_norm", type=float, default=0.0, help="Clip gradients to this norm (0: off).")
-    train.add_argument("--lr_scheduler_type", default="cosine", choices=["cosine", "linear", "constant_with_warmup"])
+    train.add_argument("--lr_scheduler_type", default="cosine", choices=SCHEDULER_TYPES,
+                       help="Any schedule transformers.get_scheduler knows (reduce_lr_on_plateau and greedy step on "
+                       "the training loss).")
+    train.add_argument("--lr_scheduler_kwargs", type=_json_object, default=None, metavar="JSON",
+                       help="Extra scheduler arguments as a JSON object, e.g. '{\"min_lr_rate\": 0.1}' for "
+                       "cosine_with_min_lr or '{\"num_decay_steps\": 100}' for warmup_stable_decay.")
     train.add_argument("--warmup_steps", type=int, default=None, help="Linear warmup steps (default: --warmup_ratio).")
     train.add_argument("--warmup_ratio", type=float, default=0.05, help="Warmup as a fraction of all steps.")
     train.add_argument("--num_train_epochs", type=float, default=1.0)
@@ -168,13 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="Stop after this many minutes of training (0: no limit): a checkpoint is saved (so "
         "--resume_from_checkpoint latest continues the same schedule) and final/ is written as usual.",
     )
-    train.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default="no")
+    train.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default=None,
+                       help="Default: the launcher's (accelerate launch --mixed_precision / its config file, i.e. "
+                       "ACCELERATE_MIXED_PRECISION), else no.")
     train.add_argument("--seed", type=int, default=42)
+    _add_logging_arguments(parser.add_argument_group("logging, checkpoints, Hub"))
+    return parser
 
-    logs = parser.add_argument_group("logging, checkpoints, Hub")
+
+def _add_logging_arguments(logs) -> None:
     logs.add_argument("--logging_steps", type=int, default=10, help="TensorBoard every N steps (JSONL: every step).")
     logs.add_argument("--image_steps", type=int, default=500, help="Reconstruction figure every N steps (0: only at the end).")
-    logs.add_argument("--report_to", choices=["tensorboard", "none", "all"], default="tensorboard")
+    logs.add_argument("--report_to", nargs="+", choices=TRACKERS, default=["tensorboard"], metavar="TRACKER",
+                      help=f"Accelerate trackers, one or more of {', '.join(TRACKERS)} ('all': every installed one; "
+                      "'none': no tracker).")
     logs.add_argument("--checkpointing_steps", type=int, default=1000, help="Checkpoint every N steps (0: never).")
     logs.add_argument("--checkpoints_total_limit", type=int, default=3, help="Keep the last N checkpoints.")
     logs.add_argument(
@@ -186,11 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
                       "from its beginning instead of skipping to the saved position.")
     logs.add_argument("--log_clip_ids", action="store_true", help="Log the ids of every batch's clips per process "
                       "(logs/clip_ids.rank<r>.jsonl).")
-    logs.add_argument("--push_to_hub", action="store_true", help="Upload output_dir/final to the Hub at the end.")
+    logs.add_argument("--push_to_hub", action="store_true", help="Upload output_dir/final to the Hub at the end "
+                      "(the token and the repo are checked before training).")
     logs.add_argument("--hub_model_id", help="Hub repo for --push_to_hub (e.g. user/maskspec-base-audioset).")
     logs.add_argument("--hub_token", help="Hub token (default: the saved login / HF_TOKEN).")
     logs.add_argument("--hub_private_repo", action="store_true")
-    return parser
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {text!r}")
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -234,6 +271,13 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--max_train_samples must be positive, got {args.max_train_samples}.")
     if args.min_clip_seconds is not None and not 0 <= args.min_clip_seconds <= args.clip_seconds:
         raise ValueError(f"--min_clip_seconds must lie in [0, --clip_seconds], got {args.min_clip_seconds}.")
+    trackers = _tracker_names(args)
+    if not set(trackers) <= set(TRACKERS) or ("none" in trackers and len(trackers) > 1):
+        raise ValueError(f"--report_to takes one or more of {', '.join(TRACKERS[:-1])}, or none alone; got {trackers}.")
+    if args.lr_scheduler_type not in SCHEDULER_TYPES:
+        raise ValueError(
+            f"--lr_scheduler_type must be one of {', '.join(SCHEDULER_TYPES)}, got {args.lr_scheduler_type!r}."
+        )
 
 
 def uses_builtin_data(args) -> bool:
@@ -258,11 +302,7 @@ def build_config(args, checkpoint: Path | None = None) -> MaskSpecConfig:
     else:
         config = MaskSpecConfig.from_preset(args.model_size)
     if args.config_overrides:
-        try:
-            config.update_from_string(args.config_overrides)
-        except ValueError as err:
-            raise ValueError(f"Bad --config_overrides {args.config_overrides!r}: {err}") from err
-        config._check_values()
+        apply_config_overrides(config, args.config_overrides)  # the one parser: an unknown field is an error
     if args.mask_ratio is not None:
         config.mask_ratio = args.mask_ratio
     config._check_values()
@@ -319,10 +359,15 @@ def scaled_learning_rate(base_lr: float, effective_batch_size: int, scale: bool 
     return base_lr * effective_batch_size / LR_REFERENCE_BATCH if scale else base_lr
 
 
-def build_scheduler(optimizer, scheduler_type: str, warmup_steps: int, total_steps: int):
+def build_scheduler(optimizer, scheduler_type: str, warmup_steps: int, total_steps: int, kwargs: dict | None = None):
+    """Any `transformers.SchedulerType`; `kwargs` are its specific arguments (`--lr_scheduler_kwargs`)."""
     from transformers import get_scheduler
 
-    return get_scheduler(scheduler_type, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+    try:
+        return get_scheduler(scheduler_type, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps,
+                             scheduler_specific_kwargs=kwargs)
+    except (TypeError, ValueError) as err:  # a missing or unknown scheduler argument
+        raise ValueError(f"--lr_scheduler_type {scheduler_type} with --lr_scheduler_kwargs {kwargs}: {err}") from err
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -357,18 +402,106 @@ def list_checkpoints(output_dir) -> list[tuple[int, Path]]:
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir) -> Path | None:
+    """The checkpoint to resume from: None for a fresh start; for 'latest', the newest undamaged checkpoint (damaged
+    ones are skipped with a warning; None when there is no checkpoint); else the named folder, which must be whole."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1][1] if checkpoints else None
+        return _latest_undamaged_checkpoint(output_dir)
     path = Path(resume_from_checkpoint)
     if not (path / TRAINING_STATE).is_file():
         raise ValueError(
             f"--resume_from_checkpoint {resume_from_checkpoint!r} is not a complete checkpoint folder (no "
             f"{TRAINING_STATE}); give a folder from {checkpoint_dir(output_dir)} or 'latest'."
         )
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise ValueError(
+            f"--resume_from_checkpoint {resume_from_checkpoint!r} is damaged ({problem}): give another checkpoint "
+            f"from {checkpoint_dir(output_dir)}, or 'latest' (the newest undamaged one)."
+        )
     return path
+
+
+def _latest_undamaged_checkpoint(output_dir) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    damaged = []
+    for _, path in reversed(checkpoints):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        logger.warning(f"--resume_from_checkpoint latest: skipping the damaged checkpoint {path} ({problem}).")
+        damaged.append(f"{path.name} ({problem})")
+    if damaged:
+        raise ValueError(
+            f"Every checkpoint in {checkpoint_dir(output_dir)} is damaged: {'; '.join(damaged)}. Resume from another "
+            "copy, or start afresh with --overwrite_output_dir (without --resume_from_checkpoint)."
+        )
+    return None
+
+
+# What every checkpoint holds besides its per-process files (accelerate's names for one model/optimizer/scheduler).
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin", "config.json", "preprocessor_config.json")
+
+
+def checkpoint_problem(path) -> str | None:
+    """Why the checkpoint folder `path` cannot be resumed from (a missing, truncated or unparsable file), or None.
+
+    The checks are cheap but catch any torn or truncated file: every expected file is there, JSON files parse,
+    safetensors headers parse and account for the file's exact size, torch files (zip archives) end with their
+    central directory."""
+    path = Path(path)
+    try:
+        state = json.loads((path / TRAINING_STATE).read_text())
+        world_size, _ = int(state["world_size"]), int(state["step"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{TRAINING_STATE}: {_brief(err)}"
+    expected = [*CHECKPOINT_FILES, *(f"data_state.rank{r}.json" for r in range(world_size)),
+                *(f"random_states_{r}.pkl" for r in range(world_size))]
+    missing = [name for name in expected if not (path / name).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for file in sorted(path.iterdir()):
+        problem = _file_problem(file) if file.is_file() else None
+        if problem is not None:
+            return f"{file.name}: {problem}"
+    return None
+
+
+def _file_problem(file: Path) -> str | None:
+    try:
+        if file.suffix == ".json":
+            json.loads(file.read_text())
+        elif file.suffix == ".safetensors":
+            return _safetensors_problem(file)
+        elif file.suffix in (".bin", ".pkl", ".pt"):
+            if not zipfile.is_zipfile(file):  # torch.save writes zip archives; truncation cuts their directory off
+                return f"not a whole torch file ({file.stat().st_size} bytes, truncated?)"
+            with zipfile.ZipFile(file) as archive:
+                archive.infolist()
+    except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as err:
+        return _brief(err)
+    return None
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header, then exactly the data the header describes."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        prefix = f.read(8)
+        header_size = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+        if header_size is None or header_size > size - 8:
+            return f"truncated ({size} bytes, shorter than its header)"
+        header = json.loads(f.read(header_size))
+    end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    if 8 + header_size + end != size:
+        return f"truncated ({size} bytes where its header describes {8 + header_size + end})"
+    return None
+
+
+def _brief(err: BaseException, limit: int = 200) -> str:
+    text = f"{type(err).__name__}: {err}".strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
 
 
 def remove_stale_checkpoint_folders(output_dir) -> None:
@@ -396,32 +529,195 @@ def _discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. no space left on device); the earlier checkpoints are intact."""
+
+
 def save_checkpoint(accelerator, output_dir, step: int, training_state: dict, data_state: dict, config,
                     feature_extractor, total_limit: int) -> Path:
     """Write `checkpoints/step-<step>` atomically: everything goes into `.tmp-step-<step>`, the main process writes
-    `training_state.json` last, then renames the folder into place and prunes old checkpoints."""
+    `training_state.json` last and fsyncs every file and the folder, then renames the folder into place (and fsyncs
+    `checkpoints/`, so the rename itself is durable) and prunes old checkpoints.
+
+    A failed write (a full disk...) removes the temporary folder and raises `CheckpointWriteError` on every process;
+    no earlier checkpoint is touched before the new one is complete."""
     root = checkpoint_dir(output_dir)
     final = root / f"{CHECKPOINT_PREFIX}{step}"
     tmp = root / f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}"
-    if accelerator.is_main_process:
+    is_main = accelerator.is_main_process
+
+    def start():
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
-    _write_json(tmp / f"data_state.rank{accelerator.process_index}.json", data_state)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+
+    def write_process_state():
+        accelerator.save_state(str(tmp), safe_serialization=True)
+        _write_json(tmp / f"data_state.rank{accelerator.process_index}.json", data_state)
+
+    def finish():
         config.save_pretrained(tmp)
         feature_extractor.save_pretrained(tmp)
         _write_json(tmp / TRAINING_STATE, training_state)
+        _fsync_tree(tmp)
+
+    for action in (start if is_main else None, write_process_state, finish if is_main else None):
+        _write_on_every_process(accelerator, action, tmp, final)
+    if is_main:
         if final.exists():
             _discard(final)
         os.replace(tmp, final)
-        for _, old in list_checkpoints(output_dir)[:-total_limit]:
+        _fsync_dir(root)
+        # Checkpoints after this step are from an abandoned future of the run (it was resumed from an earlier one,
+        # e.g. past a damaged checkpoint): drop them, or pruning by step would keep them and delete the new ones.
+        checkpoints = list_checkpoints(output_dir)
+        stale = [path for at, path in checkpoints if at > step]
+        kept = [path for at, path in checkpoints if at <= step]
+        for old in stale + kept[:-total_limit]:
             _discard(old)
     accelerator.wait_for_everyone()
     return final
+
+
+# Below this much free space, a failed write is taken for a full disk: torch's writer then only says
+# "[enforce fail at inline_container.cc] unexpected pos", without the OS error.
+LOW_DISK_SPACE_BYTES = 64 * 2**20
+_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
+
+
+def _write_on_every_process(accelerator, action, tmp: Path, final: Path) -> None:
+    """Run `action` (None: nothing to do on this process), then tell every process whether any failed, so that they
+    all stop with a clear error instead of waiting forever for the one that failed."""
+    error = None
+    if action is not None:
+        try:
+            action()
+        except _WRITE_ERRORS as err:
+            error = err
+    flag = torch.tensor([float(error is not None)], device=accelerator.device)
+    if float(accelerator.reduce(flag, "sum").item()) == 0:
+        return
+    failure = _checkpoint_write_error(error, tmp, final) if error is not None else None
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # frees the space the partial checkpoint took
+    if failure is not None:
+        raise failure from error
+    raise CheckpointWriteError(f"Another process could not write the checkpoint {final} (see its error).")
+
+
+def _checkpoint_write_error(err: BaseException, tmp: Path, final: Path) -> CheckpointWriteError:
+    detail = _brief(err, 300)
+    existing = next((p for p in (tmp, *tmp.parents) if p.exists()), None)
+    try:
+        free = shutil.disk_usage(existing).free if existing is not None else None
+    except OSError:
+        free = None
+    quota = getattr(err, "errno", None) == errno.EDQUOT
+    no_space = (
+        quota
+        or getattr(err, "errno", None) == errno.ENOSPC
+        or "no space left" in detail.lower()
+        or (free is not None and free < LOW_DISK_SPACE_BYTES)
+    )
+    if no_space:
+        space = f", {free / 2**20:.1f} MiB free" if free is not None else ""
+        what = "disk quota exceeded" if quota else f"no space left on device{space}"
+        advice = "free some disk space (or lower --checkpoints_total_limit), then resume"
+    else:
+        what, advice = "the write failed", "fix the cause, then resume"
+    return CheckpointWriteError(
+        f"Could not write the checkpoint {final} (in {tmp}): {what} ({detail}). The earlier checkpoints in "
+        f"{final.parent} are intact: {advice} with --resume_from_checkpoint latest."
+    )
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of `folder`, then the folder's entries, to disk: the rename that publishes a checkpoint must
+    never come before its data is on disk, or a power loss could leave a torn checkpoint under a final name."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0) if os.name == "nt" else os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        _fsync_dir(path)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name == "nt":
+        return  # Windows cannot open a directory to fsync it
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP):  # some filesystems cannot fsync a directory
+            raise
+    finally:
+        os.close(fd)
+
+
+# Resuming continues the checkpoint's run, so every argument that defines that run (data, clip lengths, model and
+# mask ratio, optimizer, schedule, batch sizes, precision, seed: all those not listed below) must be the one it was
+# started with: a changed one would be silently ignored while the logs and model card claim it. These only change
+# where and how the run reports, checkpoints, uploads or reads its data, or when this invocation stops:
+RESUME_CHANGEABLE_ARGS = frozenset({
+    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "ignore_data_skip", "cache_dir",
+    "dataloader_num_workers", "id_column_name", "logging_steps", "image_steps", "report_to", "log_clip_ids",
+    "checkpointing_steps", "checkpoints_total_limit", "max_train_minutes", "push_to_hub", "hub_model_id", "hub_token",
+    "hub_private_repo",
+})  # fmt: skip
+# These may grow (the run is extended; its learning-rate schedule is recomputed over the new length), not shrink.
+RESUME_EXTENDABLE_ARGS = ("max_steps", "num_train_epochs")
+
+
+def check_resume_arguments(args, checkpoint: Path | None) -> None:
+    """Refuse to resume `checkpoint` with arguments that define another run (see `RESUME_CHANGEABLE_ARGS`): a
+    ValueError names each changed argument with its old and new value. A checkpoint that does not record its run's
+    arguments (written by an older version) resumes with a warning."""
+    if checkpoint is None:
+        return
+    state = json.loads((checkpoint / TRAINING_STATE).read_text())
+    saved = state.get("args")
+    if not isinstance(saved, dict):
+        logger.warning(
+            f"{checkpoint} does not record the arguments of its run (an older version wrote it): cannot check that "
+            "this run's arguments match; resuming with them as given."
+        )
+        return
+    changed, extended = [], []
+    for name, value in sorted(vars(args).items()):
+        if name in RESUME_CHANGEABLE_ARGS or name not in saved:  # not saved: an argument newer than the checkpoint
+            continue
+        old, new = saved[name], json.loads(json.dumps(value, default=str))  # as the checkpoint stores it
+        if old == new or (name == "num_train_epochs" and args.max_steps > 0):  # epochs only count without max_steps
+            continue
+        if name in RESUME_EXTENDABLE_ARGS and _extends_run(name, old, new, state, saved):
+            extended.append(f"--{name} {old} -> {new}")
+        else:
+            changed.append(f"--{name}: {old!r} in the checkpoint, {new!r} now")
+    if changed:
+        raise ValueError(
+            f"Cannot resume {checkpoint} with other arguments than the run that wrote it (its weights, optimizer, "
+            "schedule and data position belong to that run: the resumed run would not be the one its logs and model "
+            f"card describe): {'; '.join(changed)}. Resume with the checkpoint's values, or start a new run (another "
+            "--output_dir, or --overwrite_output_dir)."
+        )
+    if extended:
+        warmup = " (and the --warmup_ratio warmup)" if saved.get("warmup_steps") is None else ""
+        logger.warning(
+            f"Resuming {checkpoint} as a longer run ({', '.join(extended)}): the learning-rate schedule{warmup} is "
+            "recomputed over the new number of steps."
+        )
+
+
+def _extends_run(name: str, old, new, state: dict, saved: dict) -> bool:
+    if name == "max_steps":
+        # 0 means "from --num_train_epochs", whose length is only known once the data is loaded: not comparable.
+        return new > 0 and new >= int(state.get("total_steps") or old)
+    return not saved.get("max_steps") and new >= old  # num_train_epochs, where it sets the length
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -458,6 +754,42 @@ def reconstruction_figure(model: MaskSpecForPreTraining, input_values, attention
     loss = float(outputs.loss)
     fig.suptitle(f"{title}  reconstruction loss on masked patches: {loss:.4f}".strip())
     return fig
+
+
+def check_hub_access(accelerator, repo_id: str, token: str | None = None, private: bool = False) -> None:
+    """Fail before training, not after it: the main process checks that the token works and may write, and creates
+    the repo (or finds it); every process then raises the same ValueError, so none waits for the others."""
+    from accelerate.utils import broadcast_object_list
+
+    problem = _hub_problem(repo_id, token, private) if accelerator.is_main_process else None
+    problem = broadcast_object_list([problem])[0]
+    if problem:
+        raise ValueError(problem)
+
+
+def _hub_problem(repo_id: str, token: str | None, private: bool) -> str | None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import LocalTokenNotFoundError, OfflineModeIsEnabled
+
+    api = HfApi(token=token)
+    where = f"--push_to_hub --hub_model_id {repo_id}"
+    try:
+        info = api.whoami()
+    except LocalTokenNotFoundError:
+        return f"{where}: no Hub token; pass --hub_token, set HF_TOKEN or run `hf auth login`."
+    except OfflineModeIsEnabled:
+        return f"{where}: HF_HUB_OFFLINE is set, so the Hub cannot be reached; unset it or drop --push_to_hub."
+    except Exception as err:  # refused token, no network...: the upload at the end would fail the same way
+        return (f"{where}: the Hub did not accept the token (--hub_token / HF_TOKEN) or could not be reached: "
+                f"{_brief(err)}")
+    role = ((info or {}).get("auth") or {}).get("accessToken", {}).get("role")
+    if role == "read":
+        return f"{where}: the Hub token (--hub_token / HF_TOKEN) is read-only; use a token with write access."
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    except Exception as err:
+        return f"{where}: cannot create or write to the repo {repo_id}: {_brief(err)}"
+    return None
 
 
 def push_to_hub(folder, repo_id: str, commit_message: str, token: str | None = None, private: bool = False) -> str:
@@ -497,40 +829,61 @@ def _has_accelerator_device() -> bool:
     return torch.cuda.is_available()
 
 
-def _report_to(args) -> str | None:
-    if args.report_to == "none":
-        return None
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        logger.warning("--report_to tensorboard: tensorboard is not installed (pip install tensorboard); not logging.")
-        return None
-    return "tensorboard"
+def _tracker_names(args) -> list[str]:
+    return [args.report_to] if isinstance(args.report_to, str) else list(args.report_to or ["none"])
 
 
-def _describe_data(args) -> list[str]:
+def _report_to(args) -> list[str] | None:
+    """`--report_to` as Accelerate's `log_with`; a named tracker that is not installed is left out with a warning
+    (Accelerate would drop it silently)."""
+    from accelerate.tracking import get_available_trackers
+
+    names = _tracker_names(args)
+    if "none" in names:
+        return None
+    if "all" in names:
+        return ["all"]
+    available = {str(t) for t in get_available_trackers()}
+    missing = [name for name in names if name not in available]
+    if missing:
+        logger.warning(f"--report_to: {', '.join(missing)} not installed (pip install {' '.join(missing)}); not "
+                       "logging there.")
+    return [name for name in names if name in available] or None
+
+
+def _describe_data(args, dataset=None) -> list[str]:
+    """The training data as the model card names it: a Hub dataset by its id; local data by file or folder name only,
+    never by its path (the card is meant for the Hub), with the split and its row count when known."""
+    from .model_card import is_local_path, public_name
+
     if uses_builtin_data(args):
         return [
             f"Built-in synthetic sound events (maskspec_hf.synthetic_data): {args.synthetic_num_clips} clips, seed "
             f"{args.synthetic_seed}"
         ]
-    if args.dataset_name:
+    if args.dataset_name and not is_local_path(args.dataset_name):
         return [args.dataset_name + (f" ({args.dataset_config_name})" if args.dataset_config_name else "")]
+    try:
+        rows = f", {len(dataset):,} rows" if dataset is not None else ""
+    except TypeError:  # a streaming dataset has no length
+        rows = ""
+    where = f"split {args.train_split_name}{rows}"
+    if args.dataset_name:
+        return [f"a local dataset `{public_name(args.dataset_name)}` ({where})"]
     if args.data_files:
-        return [f"local files: {', '.join(map(str, args.data_files))}"]
-    return [f"local folder: {args.data_dir}"]
+        names = sorted({public_name(f, local=True) for f in args.data_files})
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return [f"local files: {shown} ({where})"]
+    return [f"a local folder `{public_name(args.data_dir, local=True)}` ({where})"]
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Run pre-training as described by `args` (see `build_parser`); returns a summary dict (also written to
-    `output_dir/train_results.json`)."""
+def _build_accelerator(args, output_dir: Path):
+    """The Accelerator, with logging set up; `args.mixed_precision` becomes the precision actually used (None: the
+    launcher's, from ACCELERATE_MIXED_PRECISION), so checkpoints, the log and the model card record it. With
+    --push_to_hub, the Hub token and repo are checked here, before any training."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, broadcast_object_list, gather_object, set_seed
-    from datasets.distributed import split_dataset_by_node
-    from tqdm.auto import tqdm
+    from accelerate.utils import ProjectConfiguration
 
-    validate_args(args)
-    output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         # Without a GPU (or other accelerator), say so: Accelerate then runs a torchrun/accelerate-launch job on CPU
         # as a real multi-process (gloo) run instead of N independent single-process runs.
@@ -542,10 +895,27 @@ def train(args: argparse.Namespace) -> dict:
         step_scheduler_with_optimizer=False,
     )
     _setup_logging(accelerator)
+    args.mixed_precision = str(accelerator.mixed_precision)
+    if args.push_to_hub:
+        check_hub_access(accelerator, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
+    return accelerator
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Run pre-training as described by `args` (see `build_parser`); returns a summary dict (also written to
+    `output_dir/train_results.json`)."""
+    from accelerate.utils import broadcast_object_list, gather_object, set_seed
+    from datasets.distributed import split_dataset_by_node
+    from tqdm.auto import tqdm
+
+    validate_args(args)
+    output_dir = Path(args.output_dir)
+    accelerator = _build_accelerator(args, output_dir)
     rank, world_size = accelerator.process_index, accelerator.num_processes
 
     # ------------------------------------------------------------------ where we start from
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+    check_resume_arguments(args, checkpoint)
     if args.resume_from_checkpoint == "latest" and checkpoint is None:
         logger.info(f"--resume_from_checkpoint latest: no checkpoint in {checkpoint_dir(output_dir)} yet, starting afresh.")
     if checkpoint is None and list_checkpoints(output_dir):
@@ -653,8 +1023,9 @@ def train(args: argparse.Namespace) -> dict:
         param_groups(model, args.weight_decay), lr=learning_rate, betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
     )
-    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, warmup_steps, total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    scheduler = build_scheduler(optimizer, args.lr_scheduler_type, warmup_steps, total_steps, args.lr_scheduler_kwargs)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = accelerator.prepare_scheduler(scheduler)  # also a greedy schedule, which is no torch LRScheduler
     unwrapped = accelerator.unwrap_model(model)
 
     # ------------------------------------------------------------------ resume
@@ -696,7 +1067,8 @@ def train(args: argparse.Namespace) -> dict:
         "effective_batch_size": effective_batch,
         "base_learning_rate": args.learning_rate,
         "learning_rate": learning_rate,
-        "lr_scheduler": f"{args.lr_scheduler_type}, {warmup_steps} warmup steps",
+        "lr_scheduler": f"{args.lr_scheduler_type}, {warmup_steps} warmup steps"
+        + (f", {json.dumps(args.lr_scheduler_kwargs)}" if args.lr_scheduler_kwargs else ""),
         "optimizer": f"AdamW(betas=({args.adam_beta1}, {args.adam_beta2}), eps={args.adam_epsilon})",
         "weight_decay": args.weight_decay,
         "max_grad_norm": args.max_grad_norm,
@@ -718,7 +1090,7 @@ def train(args: argparse.Namespace) -> dict:
             + f", warmup {warmup_steps}; clips of {args.clip_seconds:g} s = {num_frames} frames; "
             f"{sum(p.numel() for p in unwrapped.parameters()):,} parameters"
         )
-    if _report_to(args):
+    if accelerator.log_with:  # the trackers --report_to named that are installed
         accelerator.init_trackers("maskspec-pretraining", config={k: str(v) if not isinstance(v, (int, float, bool)) else v
                                                                   for k, v in hyperparameters.items()})
     writer = _tensorboard_writer(accelerator)
@@ -773,6 +1145,7 @@ def train(args: argparse.Namespace) -> dict:
             "clips_seen": clips_seen,
             "skipped": skipped,
             "last_loss": last_loss,
+            "skipped_steps": skipped_steps,
             "args": {k: v for k, v in vars(args).items() if k != "hub_token"},
         }
         data_state = {"data": batches.state_dict(), "skipped": dict(local_skipped), "clips_seen": local_clips}
@@ -781,7 +1154,9 @@ def train(args: argparse.Namespace) -> dict:
         logger.info(f"Saved checkpoint {path}")
 
     # ------------------------------------------------------------------ the loop
-    dummy = None
+    dummy = DummyBatch(num_frames, config.num_mel_bins, collator.num_patches())
+    skipped_steps = _saved_skipped_steps(checkpoint)
+    empty_in_a_row, empty_limit = 0, 2 * steps_per_epoch if steps_per_epoch else EMPTY_STEPS_LIMIT
     progress = tqdm(total=total_steps, initial=step, disable=not accelerator.is_main_process, desc="pre-training",
                     dynamic_ncols=True)
     model.train()
@@ -794,53 +1169,41 @@ def train(args: argparse.Namespace) -> dict:
             lr = optimizer.param_groups[0]["lr"]
             for micro in range(args.gradient_accumulation_steps):
                 batch = batches.next_batch()
-                for clip_id, reason, error in batch["skipped"]:
-                    step_skipped[reason] += 1
-                    skip_log.write(json.dumps({"step": step + 1, "id": clip_id, "reason": reason, "error": error}) + "\n")
-                if batch["skipped"]:
-                    skip_log.flush()
-                if ids_log is not None:
-                    ids_log.write(json.dumps({"step": step + 1, "micro_batch": micro, "ids": batch["ids"]}) + "\n")
-                    ids_log.flush()
-                num_clips = batch["input_values"].shape[0]
-                step_clips += num_clips
-                if num_clips:
-                    inputs = {k: batch[k].to(accelerator.device) for k in ("input_values", "attention_mask", "noise")}
-                    weight = 1.0
-                else:
-                    # Every clip of this batch was skipped: run a zero-weight step so that all processes still take
-                    # part in the gradient synchronisation.
-                    if dummy is None:
-                        dummy = {
-                            "input_values": torch.zeros(1, num_frames, config.num_mel_bins),
-                            "attention_mask": torch.ones(1, num_frames, dtype=torch.int32),
-                            "noise": torch.rand(1, collator.num_patches(), generator=torch.Generator().manual_seed(0)),
-                        }
-                    inputs = {k: v.to(accelerator.device) for k, v in dummy.items()}
-                    weight = 0.0
+                _log_batch(batch, step + 1, micro, skip_log, ids_log, step_skipped)
+                step_clips += batch["input_values"].shape[0]
+                # A batch whose clips were all skipped runs a zero-weight dummy so that every process still takes
+                # part in the gradient synchronisation.
+                inputs, weight = dummy.inputs_for(batch)
                 with accelerator.accumulate(model):
-                    loss = model(**inputs).loss
+                    loss = model(**{k: v.to(accelerator.device) for k, v in inputs.items()}).loss
                     accelerator.backward(loss * weight)
-                    if accelerator.sync_gradients:
-                        if args.max_grad_norm:
-                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                        optimizer.step()
-                        scheduler.step()
-                        optimizer.zero_grad()
                 if weight:
                     loss_sum += float(loss.detach())
                     loss_count += 1
             if not accelerator.sync_gradients:
                 raise RuntimeError("Gradient accumulation lost track of optimizer steps; this is a bug.")
-            step += 1
-            local_clips += step_clips
             local_skipped.update(step_skipped)
-
+            # Summed over processes, so every process takes the same decision below.
             totals = torch.tensor(
                 [loss_sum, loss_count, step_clips] + [step_skipped[r] for r in SKIP_REASONS], dtype=torch.float64
             )
             totals = accelerator.reduce(totals.to(accelerator.device), "sum").cpu()
-            step_loss = float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")
+            if totals[2] == 0:
+                # No process had a usable clip: an optimizer step would still move the weights (momentum, weight
+                # decay) and the schedule, and the loss would be NaN. Count the step and read on.
+                optimizer.zero_grad()
+                skipped_steps, empty_in_a_row = skipped_steps + 1, empty_in_a_row + 1
+                if accelerator.is_main_process:
+                    logger.warning(f"Every clip of the batches after step {step} was skipped: no optimizer step.")
+                if empty_in_a_row >= empty_limit:
+                    raise ValueError(f"No usable clip in {empty_in_a_row} steps' batches in a row: check the data "
+                                     f"(logs/skipped_clips.rank*.jsonl gives the reasons).")
+                continue
+            empty_in_a_row = 0
+            step_loss = float(totals[0] / totals[1])
+            _optimizer_step(accelerator, model, optimizer, scheduler, args, step_loss)
+            step += 1
+            local_clips += step_clips
             last_loss = step_loss if math.isfinite(step_loss) else last_loss
             now = time.perf_counter()
             clips_per_second = float(totals[2]) / max(now - last_time, 1e-9)
@@ -857,6 +1220,7 @@ def train(args: argparse.Namespace) -> dict:
                     "clips_per_second": round(clips_per_second, 3),
                     "clips_seen": clips_seen,
                     "skipped": skipped,
+                    "skipped_steps": skipped_steps,
                 }
                 train_log.write(json.dumps(record) + "\n")
                 train_log.flush()
@@ -867,6 +1231,7 @@ def train(args: argparse.Namespace) -> dict:
                 accelerator.log(
                     {"train/loss": step_loss, "train/learning_rate": lr, "train/clips_per_second": clips_per_second,
                      "train/epoch": batches.epoch, "train/skipped_clips": sum(skipped.values()),
+                     "train/skipped_steps": skipped_steps,
                      **{f"skipped/{r}": c for r, c in skipped.items()}},
                     step=step,
                 )
@@ -913,6 +1278,8 @@ def train(args: argparse.Namespace) -> dict:
         "weights_identical_on_all_processes": len(set(fingerprints)) == 1,
         "total_steps": total_steps,
         "stopped_by_time_limit": stopped_by_time_limit,
+        "skipped_steps": skipped_steps,
+        "mixed_precision": args.mixed_precision,
         "resumed_from": str(checkpoint) if checkpoint is not None else None,
         "final_dir": str(output_dir / "final"),
     }
@@ -946,7 +1313,7 @@ def train(args: argparse.Namespace) -> dict:
             task="pretraining",
             hyperparameters={**hyperparameters, "optimizer_steps": step},
             results=results,
-            datasets=_describe_data(args),
+            datasets=_describe_data(args, dataset),
             extra_notes="\n\n".join(
                 note
                 for note in (
@@ -966,9 +1333,86 @@ def train(args: argparse.Namespace) -> dict:
             url = push_to_hub(final, args.hub_model_id, message, token=args.hub_token, private=args.hub_private_repo)
             summary["hub_url"] = url
             logger.info(f"Uploaded {final} to {url}")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    model_ref = weakref.ref(model)
+    model = optimizer = scheduler = None  # the last references to the DDP wrapper: see end_distributed_run
+    end_distributed_run(accelerator, model_ref)
     return summary
+
+
+def end_distributed_run(accelerator, model_ref) -> None:
+    """End the run on every process so that each one exits (`model_ref`: a weak reference to the prepared model,
+    whose other references the caller has dropped).
+
+    DDP's C++ Reducer holds the process group. Freed last by the Reducer, the group's destructor joins gloo's worker
+    threads while this thread holds the GIL, and a worker still releasing the last collective's tensors waits for
+    the GIL: a deadlock, seen on a loaded machine. So: finish every collective, free the DDP wrapper while the group
+    is still registered, then destroy the group, whose Python handles let go of the GIL before its destructor runs.
+    """
+    accelerator.wait_for_everyone()
+    accelerator.free_memory()  # Accelerate's references to the prepared objects, then gc
+    model = model_ref()
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        # Still referenced somewhere: free its Reducer now, while the group is registered.
+        for name in ("logger", "reducer"):
+            if hasattr(model, name):
+                delattr(model, name)
+        gc.collect()
+    del model
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # the trackers, then torch.distributed.destroy_process_group()
+
+
+# A streaming run stops after this many steps in a row without one usable clip; a map-style one after twice its
+# steps per epoch (a window that holds a whole epoch: then no clip of the data set is usable).
+EMPTY_STEPS_LIMIT = 1000
+
+
+class DummyBatch:
+    """A one-clip stand-in for a batch whose clips were all skipped (trained on with weight 0)."""
+
+    def __init__(self, num_frames: int, num_mel_bins: int, num_patches: int):
+        self.inputs = {
+            "input_values": torch.zeros(1, num_frames, num_mel_bins),
+            "attention_mask": torch.ones(1, num_frames, dtype=torch.int32),
+            "noise": torch.rand(1, num_patches, generator=torch.Generator().manual_seed(0)),
+        }
+
+    def inputs_for(self, batch: dict) -> tuple[dict, float]:
+        """`(model inputs, loss weight)`: the batch's with weight 1, or this dummy's with weight 0."""
+        if batch["input_values"].shape[0]:
+            return {k: batch[k] for k in ("input_values", "attention_mask", "noise")}, 1.0
+        return self.inputs, 0.0
+
+
+def _saved_skipped_steps(checkpoint: Path | None) -> int:
+    """The steps without a usable clip before `checkpoint` (0 for a fresh run or an older checkpoint)."""
+    if checkpoint is None:
+        return 0
+    return int(json.loads((checkpoint / TRAINING_STATE).read_text()).get("skipped_steps", 0))
+
+
+def _log_batch(batch: dict, step: int, micro: int, skip_log, ids_log, step_skipped: Counter) -> None:
+    for clip_id, reason, error in batch["skipped"]:
+        step_skipped[reason] += 1
+        skip_log.write(json.dumps({"step": step, "id": clip_id, "reason": reason, "error": error}) + "\n")
+    if batch["skipped"]:
+        skip_log.flush()
+    if ids_log is not None:
+        ids_log.write(json.dumps({"step": step, "micro_batch": micro, "ids": batch["ids"]}) + "\n")
+        ids_log.flush()
+
+
+def _optimizer_step(accelerator, model, optimizer, scheduler, args, step_loss: float) -> None:
+    """Clip the gradients, step the optimizer and the schedule (a metric schedule on the step's loss, the same on
+    every process), zero the gradients."""
+    if args.max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    optimizer.step()
+    if args.lr_scheduler_type in METRIC_SCHEDULERS:
+        scheduler.step(step_loss)
+    else:
+        scheduler.step()
+    optimizer.zero_grad()
 
 
 def _size_label(args, config) -> str:
@@ -1015,10 +1459,16 @@ def _tensorboard_writer(accelerator):
 
 
 def main(argv=None) -> dict:
-    """Console entry point (`maskspec-pretrain`)."""
+    """Pre-train from command-line arguments; returns the run's summary (see `train`)."""
     args = parse_args(argv)
     return train(args)
 
 
+def cli(argv=None) -> int:
+    """The `maskspec-pretrain` console script: exit status 0 on success, 2 with a one-line message on a user error
+    (`main`'s summary must not reach `sys.exit`, which would turn it into status 1)."""
+    return run_console_script(main, argv, prog="maskspec-pretrain")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(cli())

@@ -16,6 +16,7 @@ fresh weights, so a pre-trained encoder and its random baseline differ by one fl
 """
 
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,19 +26,17 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
+from .console import run_console_script
+from .data import ClipError, check_waveform, decode_audio, default_id_column
 from .feature_extraction_maskspec import MaskSpecFeatureExtractor
-from .finetuning import (
-    DataTrainingArguments,
-    LabelSpace,
-    build_label_space,
-    load_splits,
-    parse_config_overrides,
-    waveform_of,
-)
+from .finetuning import DataTrainingArguments, LabelSpace, build_label_space, clip_name, load_splits
 from .inference import is_preset_name, load_encoder
 from .metrics import accuracy, audioset_map
 from .modeling_maskspec import MaskSpecModel
+from .overrides import parse_config_overrides
 
+
+logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "freq-concat")
 
@@ -156,13 +155,31 @@ def embed_split(
     batch_size: int = 16,
     max_samples: int | None = None,
     pooling: str = "mean",
+    skipped: list | None = None,
+    split: str = "train",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, targets) of one split; audio is resampled to the feature extractor's rate by `datasets`."""
-    dataset = dataset.cast_column(audio_column, datasets.Audio(sampling_rate=feature_extractor.sampling_rate))
-    dataset = dataset.select_columns([audio_column, label_column])
+    """(embeddings, targets) of one split, decoded (and resampled) to the feature extractor's rate clip by clip.
+
+    A clip that cannot be used (undecodable, empty, NaN/Inf samples) is left out and logged; with `skipped`, a
+    `{"split", "id", "reason", "error"}` entry is appended to it. Raises a `ValueError` when no clip is left.
+    """
+    others = [c for c in dataset.column_names if c not in (audio_column, label_column)]
+    id_column = default_id_column(others)
+    columns = [audio_column, label_column] + ([id_column] if id_column else [])
+    # Left encoded, so that each clip is decoded (and can fail) on its own.
+    dataset = dataset.select_columns(columns).cast_column(audio_column, datasets.Audio(decode=False))
+    skipped = [] if skipped is None else skipped
+    first_skip = len(skipped)
     embeddings, targets, waves = [], [], []
-    for row in dataset:
-        wave = waveform_of(row[audio_column])
+    for index, row in enumerate(dataset):
+        try:
+            wave = decode_audio(row[audio_column], feature_extractor.sampling_rate)
+            check_waveform(wave, 1)  # short clips are padded to one patch
+        except ClipError as error:
+            name = clip_name(row[audio_column], row.get(id_column), f"{split} row {index}")
+            logger.warning(f"Skipping {split} clip {name}: {error.reason} ({error})")
+            skipped.append({"split": split, "id": name, "reason": error.reason, "error": str(error)})
+            continue
         waves.append(wave[:max_samples] if max_samples else wave)
         targets.append(label_space.encode(row[label_column]))
         if len(waves) == batch_size:
@@ -170,6 +187,12 @@ def embed_split(
             waves = []
     if waves:
         embeddings.append(pooled_embeddings(encoder, feature_extractor, waves, batch_size, pooling))
+    if not embeddings:
+        example = skipped[first_skip] if len(skipped) > first_skip else {"id": "?", "reason": "?", "error": "?"}
+        raise ValueError(
+            f"None of the {len(dataset)} clips of the {split} split can be used (e.g. {example['id']}: "
+            f"{example['reason']}, {example['error']})."
+        )
     return np.concatenate(embeddings), np.stack(targets) if label_space.multi_label else np.asarray(targets)
 
 
@@ -222,27 +245,22 @@ def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
     max_samples = (
         int(data_args.max_length_seconds * feature_extractor.sampling_rate) if data_args.max_length_seconds else None
     )
-    train_x, train_y = embed_split(
-        splits["train"],
-        encoder,
-        feature_extractor,
-        data_args.audio_column_name,
-        data_args.label_column_name,
-        label_space,
-        args.batch_size,
-        max_samples,
-        args.pooling,
-    )
-    test_x, test_y = embed_split(
-        splits["eval"],
-        encoder,
-        feature_extractor,
-        data_args.audio_column_name,
-        data_args.label_column_name,
-        label_space,
-        args.batch_size,
-        max_samples,
-        args.pooling,
+    skipped: list[dict] = []
+    (train_x, train_y), (test_x, test_y) = (
+        embed_split(
+            splits[key],
+            encoder,
+            feature_extractor,
+            data_args.audio_column_name,
+            data_args.label_column_name,
+            label_space,
+            args.batch_size,
+            max_samples,
+            args.pooling,
+            skipped=skipped,
+            split=name,
+        )
+        for key, name in (("train", data_args.train_split_name), ("eval", data_args.eval_split_name))
     )
     if not label_space.multi_label and len(np.unique(train_y)) < 2:
         raise ValueError("The training split has a single class: a linear probe needs at least two.")
@@ -266,7 +284,12 @@ def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
         "classifier": f"StandardScaler + LogisticRegression(C={args.C})"
         + (" one-vs-rest" if label_space.multi_label else ""),
         "seed": args.seed,
+        "clips_skipped": len(skipped),
+        "skipped_clips": skipped,
     }
+    if skipped:
+        names = ", ".join(f"{clip['id']} ({clip['reason']})" for clip in skipped)
+        print(f"Skipped {len(skipped)} clips that cannot be used: {names}")
     print(
         f"Linear probe of {args.model_name_or_path} ({result['weights']}): {metric} {result['score']:.4f} on "
         f"{result['test_examples']} test clips ({result['train_examples']} train, {label_space.num_labels} classes, "
@@ -280,15 +303,22 @@ def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """The command line for Python callers: returns the results (see `run_probe`)."""
     parser = HfArgumentParser((ProbeArguments, DataTrainingArguments))
     argv = sys.argv[1:] if argv is None else list(argv)
     args, data_args = parser.parse_args_into_dataclasses(args=argv)
     return run_probe(args, data_args)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The `maskspec-probe` console script: exit status 0, or 2 with a one-line message."""
+    return run_console_script(main, argv, prog="maskspec-probe")
+
+
 __all__ = [
     "POOLINGS",
     "ProbeArguments",
+    "cli",
     "embed_split",
     "fit_linear_probe",
     "main",
@@ -299,4 +329,4 @@ __all__ = [
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

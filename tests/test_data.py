@@ -21,6 +21,7 @@ from datasets.distributed import split_dataset_by_node
 from maskspec_hf import MaskSpecFeatureExtractor
 from maskspec_hf.data import (
     ClipProcessor,
+    EmptySplitError,
     MapStyleBatches,
     SpectrogramCollator,
     StreamingBatches,
@@ -29,6 +30,7 @@ from maskspec_hf.data import (
     load_audio_dataset,
     min_samples_for_one_patch,
     prepare_audio_dataset,
+    require_rows,
 )
 
 
@@ -94,6 +96,32 @@ def test_header_only_wav_counts_as_empty_and_silence_is_valid():
     sf.write(buffer, np.zeros(RATE, dtype=np.float32), RATE, format="WAV")
     silent = processor({"audio": {"bytes": buffer.getvalue(), "path": "s.wav"}, "video_id": "s"}, (0, 0))
     assert "waveform" in silent and not silent["waveform"].any()
+
+
+def test_zero_byte_audio_file_counts_as_empty(tmp_path):
+    folder = write_audiofolder(tmp_path / "af", num_good=1)
+    (folder / "train" / "zero.flac").write_bytes(b"")
+    (folder / "train" / "metadata.csv").write_text("file_name,video_id\naf-0000.flac,af-0000\nzero.flac,zero\n")
+    (folder / "train" / "bad-garbage.flac").unlink()
+    dataset, _ = prepare_audio_dataset(load_audio_dataset(data_dir=str(folder), cache_dir=str(tmp_path / "cache")))
+    results = {r["id"]: r.get("skipped") for r in (make_processor()(dataset[i], (0, i)) for i in range(len(dataset)))}
+    assert results == {"af-0000": None, "zero": "empty"}
+    assert make_processor()({"audio": str(folder / "train" / "zero.flac")}, (0, 0))["skipped"] == "empty"
+
+
+def test_an_empty_split_is_a_clear_error_naming_the_split_and_the_source(tmp_path, parquet_file):
+    from audioset_fixture import FEATURES
+    from datasets import Dataset
+
+    empty = tmp_path / "empty.parquet"
+    Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES).to_parquet(str(empty))
+    for streaming in (False, True):
+        with pytest.raises(EmptySplitError, match=rf"Split 'train' of the data files {empty} is empty \(no rows\)"):
+            load_audio_dataset(data_files=[str(empty)], streaming=streaming, cache_dir=str(tmp_path / "cache"))
+    dataset = load_audio_dataset(data_files=[str(parquet_file)])
+    require_rows(dataset, "train", "x")  # not empty: no error
+    with pytest.raises(EmptySplitError, match="Split 'train' of the first 0 rows is empty"):
+        require_rows(dataset.select([]), "train", "the first 0 rows")
 
 
 def test_random_crop_depends_only_on_seed_and_key(parquet_file):

@@ -233,7 +233,7 @@ BAD_INPUTS = {
     "int tensor": (torch.zeros(8000, dtype=torch.int32), "integer dtype"),
     "complex": (np.zeros(8000, np.complex64), "complex"),
     "bool": (np.zeros(8000, bool), "bool"),
-    "strings": (["a"] * 8000, "object or string"),
+    "strings": (["a"] * 8000, "clip 0 is a file path or encoded bytes"),
     "object": (np.array([None] * 8000), "object or string"),
 }
 
@@ -243,6 +243,57 @@ def test_bad_input_raises_helpful_error(fe, name):
     audio, match = BAD_INPUTS[name]
     with pytest.raises(ValueError, match=match):
         fe(audio, sampling_rate=SR)
+
+
+@pytest.mark.parametrize(
+    "audio",
+    ["clip.wav", Path("clip.wav"), ["a.wav", "b.wav"], np.array(["a.wav", "b.wav"]), b"RIFF\x00\x00WAVE"],
+    ids=["str", "path", "list-of-str", "numpy-str", "bytes"],
+)
+def test_file_path_says_to_decode_first(fe, audio):
+    with pytest.raises(ValueError, match=r"file path.*takes decoded waveforms.*soundfile\.read.*pipeline") as info:
+        fe(audio, sampling_rate=SR)
+    assert "downmix" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "audio,hint",
+    [
+        (np.zeros(8000, np.int16), "/ 32768"),
+        (np.full(8000, 128, np.uint8), r"\(audio\.astype\(np\.float32\) - 128\) / 128"),
+        (np.zeros(8000, np.int32), "/ 2147483648"),
+        (torch.zeros(8000, dtype=torch.int16), r"audio\.float\(\) / 32768"),
+        (torch.zeros(8000, dtype=torch.uint8), r"\(audio\.float\(\) - 128\) / 128"),
+    ],
+    ids=["int16", "uint8", "int32", "torch-int16", "torch-uint8"],
+)
+def test_integer_pcm_gets_the_same_error_at_every_rate(fe, audio, hint):
+    # Rejected (never scaled, never resampled as is) with the same message at our rate, at another rate with
+    # resampling, and at another rate without it (where the rate error must not hide the dtype error).
+    messages = []
+    for rate, resample in ((SR, False), (16000, True), (16000, False), (None, False)):
+        with pytest.raises(ValueError, match="integer dtype.*" + hint) as info:
+            fe(audio, sampling_rate=rate, resample=resample)
+        messages.append(str(info.value))
+    assert len(set(messages)) == 1
+
+
+@pytest.mark.parametrize("rate", [None, "32000", 0, -16000, float("nan"), True])
+def test_invalid_sampling_rate_in_config_is_a_clear_error(tmp_path, rate):
+    with pytest.raises(ValueError, match="`sampling_rate` must be a positive number of Hz"):
+        MaskSpecFeatureExtractor(sampling_rate=rate)
+    # The same from a saved folder whose preprocessor_config.json says "sampling_rate": null (or another bad value).
+    MaskSpecFeatureExtractor().save_pretrained(tmp_path)
+    config_file = tmp_path / "preprocessor_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "sampling_rate": rate}))
+    with pytest.raises(ValueError, match="`sampling_rate` must be a positive number of Hz"):
+        MaskSpecFeatureExtractor.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("rate", ["32000", 0, -1, float("inf")])
+def test_invalid_input_sampling_rate_is_a_clear_error(fe, rate):
+    with pytest.raises(ValueError, match=r"`sampling_rate` \(the rate of the audio\) must be a positive number"):
+        fe(noise(8000), sampling_rate=rate, resample=True)
 
 
 def test_wrong_sampling_rate(fe):
@@ -360,5 +411,5 @@ def test_module_imports_only_remote_code_safe_packages():
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, "relative imports break remote code"
             top_level.add(node.module.split(".")[0])
-    assert top_level <= {"math", "collections", "numpy", "torch", "transformers", "soxr"}
+    assert top_level <= {"math", "os", "collections", "numpy", "torch", "transformers", "soxr"}
     assert feature_extraction_maskspec.__all__ == ["MaskSpecFeatureExtractor"]

@@ -20,6 +20,7 @@ from maskspec_hf import (
     MaskSpecForPreTraining,
 )
 from maskspec_hf.finetuning import (
+    ClipDataset,
     DataTrainingArguments,
     FinetuningArguments,
     LabelSpace,
@@ -32,8 +33,8 @@ from maskspec_hf.finetuning import (
     load_model_for_finetuning,
     load_splits,
     main,
-    make_transform,
     mixup,
+    parse_args,
     parse_config_overrides,
     spec_augment,
 )
@@ -127,6 +128,7 @@ def test_single_label_finetune_reports_sklearn_accuracy_and_pushes(data_root, pr
         "--push_to_hub", "--hub_model_id", "someone/maskspec-tones",
     ] + COMMON  # fmt: skip
     with (
+        mock.patch.object(HfApi, "whoami", lambda self: {"name": "someone"}),
         mock.patch.object(HfApi, "create_repo", fake_create_repo),
         mock.patch.object(HfApi, "create_commit", fake_create_commit),
     ):
@@ -440,13 +442,69 @@ def test_collator_pads_short_clips_and_stacks_labels():
     assert batch["attention_mask"][0].sum() == extractor.frames_for_samples(extractor.min_num_samples)
 
 
-def test_training_transform_crops_at_random_and_eval_keeps_whole_clips():
+def test_training_clips_are_cropped_at_random_and_eval_keeps_whole_clips():
     space = LabelSpace(names=["a", "b"], multi_label=False, lookup={"a": 0, "b": 1})
-    batch = {"audio": [{"array": np.arange(1000, dtype=np.float32), "sampling_rate": 32000}] * 20, "label": ["b"] * 20}
-    train = make_transform("audio", "label", space, max_samples=300, random_crop=True)(batch)
-    assert all(len(w) == 300 for w in train["audio"]) and train["labels"] == [1] * 20
-    assert len({int(w[0]) for w in train["audio"]}) > 1  # different offsets
-    start = make_transform("audio", "label", space, max_samples=300, random_crop=False)(batch)
-    assert all(w[0] == 0 and len(w) == 300 for w in start["audio"])
-    whole = make_transform("audio", "label", space)(batch)
-    assert all(len(w) == 1000 for w in whole["audio"])
+    ramp = np.linspace(-0.9, 0.9, 1000, dtype=np.float32)  # a sample's value tells its position
+    rows = datasets.Dataset.from_dict(
+        {"audio": [{"array": ramp, "sampling_rate": 32000}] * 20, "label": ["b"] * 20}
+    ).cast_column("audio", datasets.Audio())
+    train = ClipDataset(rows, "audio", "label", space, 32000, max_samples=300, random_crop=True)
+    train = [train[i] for i in range(len(train))]
+    assert all(len(c["audio"]) == 300 for c in train) and [c["labels"] for c in train] == [1] * 20
+    assert len({round(float(c["audio"][0]), 2) for c in train}) > 1  # different offsets
+    start = ClipDataset(rows, "audio", "label", space, 32000, max_samples=300, random_crop=False)
+    assert all(abs(start[i]["audio"][0] + 0.9) < 1e-3 and len(start[i]["audio"]) == 300 for i in range(len(start)))
+    whole = ClipDataset(rows, "audio", "label", space, 32000)
+    assert all(len(whole[i]["audio"]) == 1000 for i in range(len(whole)))
+
+
+def test_config_override_typos_are_errors(data_root, tmp_path):
+    args = ["--model_name_or_path", "tiny", "--data_dir", str(data_root / "single"), "--output_dir", str(tmp_path)]
+    with pytest.raises(ValueError, match="'num_hiden_layers' is not a MaskSpecConfig field.*'num_hidden_layers'"):
+        main(args + ["--config_overrides", "num_hiden_layers=1", "--do_train", "--max_steps", "1"] + COMMON)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_push_to_hub_fails_before_training_when_the_hub_cannot_be_reached(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    args = [
+        "--model_name_or_path", "tiny", "--config_overrides", "num_hidden_layers=1,max_frames=100",
+        "--data_dir", str(data_root / "single"), "--output_dir", str(out), "--do_train", "--max_steps", "1",
+        "--push_to_hub", "--hub_model_id", "someone/maskspec-tones",
+    ] + COMMON  # fmt: skip
+    with pytest.raises(ValueError, match="--push_to_hub: cannot log in to the Hub"):
+        main(args)
+    assert not (out / "model.safetensors").exists()  # nothing was trained
+
+    # Logged in, but the repo cannot be created: also before training, naming the repo.
+    def forbidden(self, repo_id, **kwargs):
+        raise PermissionError(f"403 Forbidden: you cannot write to {repo_id}")
+
+    with (
+        mock.patch.object(HfApi, "whoami", lambda self: {"name": "me"}),
+        mock.patch.object(HfApi, "create_repo", forbidden),
+    ):
+        with pytest.raises(ValueError, match="cannot create or use the repo 'someone/maskspec-tones' as me"):
+            main(args)
+    assert not (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--max_train_samples", "0"], "training split 'train' has no rows after --max_train_samples 0"),
+        (["--max_eval_samples", "0"], "evaluation split 'validation' has no rows after --max_eval_samples 0"),
+    ],
+)
+def test_empty_splits_are_named(data_root, tmp_path, extra, message):
+    args = ["--model_name_or_path", "tiny", "--data_dir", str(data_root / "single"), "--output_dir", str(tmp_path)]
+    with pytest.raises(ValueError, match=message):
+        main(args + ["--do_train", "--do_eval"] + extra + COMMON)
+
+
+def test_trust_remote_code_is_not_a_silent_no_op():
+    # maskspec-finetune always runs the installed package's classes, never a folder's code files: a flag that would
+    # change nothing is refused rather than parsed and ignored.
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        parse_args(["--model_name_or_path", "tiny", "--output_dir", "x", "--trust_remote_code", "True"])

@@ -139,25 +139,50 @@ def test_pipeline_in_bfloat16(model_folder):
     assert sum(r["score"] for r in results) == pytest.approx(1.0, abs=0.02)
 
 
-def test_other_models_behave_like_the_builtin_pipeline_but_resample_with_soxr(tmp_path):
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+def test_other_models_get_the_builtin_pipeline_itself():
+    """Importing maskspec_hf must not change the task for other models: an AST model gets the stock class and the
+    stock results."""
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
     torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, conv_dim=(8, 8),
-        conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
-        classifier_proj_size=8, num_labels=3,
+    config = ASTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, num_mel_bins=32,
+        max_length=100, num_labels=3,
     )  # fmt: skip
-    Wav2Vec2ForSequenceClassification(config).save_pretrained(tmp_path)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(tmp_path)
-    ours = pipeline("audio-classification", model=str(tmp_path))
-    builtin = pipeline("audio-classification", model=str(tmp_path), pipeline_class=AudioClassificationPipeline)
-    assert type(ours) is MaskSpecAudioClassificationPipeline and type(builtin) is AudioClassificationPipeline
+    model = ASTForAudioClassification(config).eval()
+    extractor = ASTFeatureExtractor(num_mel_bins=32, max_length=100)
+    ours = pipeline("audio-classification", model=model, feature_extractor=extractor)
+    builtin = pipeline(
+        "audio-classification", model=model, feature_extractor=extractor, pipeline_class=AudioClassificationPipeline
+    )
+    assert type(ours) is AudioClassificationPipeline and type(builtin) is AudioClassificationPipeline
     audio = sound(16000)
     assert ours(audio, top_k=3) == builtin(audio, top_k=3)
     assert ours({"array": audio, "sampling_rate": 16000}) == builtin({"array": audio, "sampling_rate": 16000})
-    resampled = ours({"array": sound(48000), "sampling_rate": 48000}, top_k=3)  # the built-in needs torchaudio here
-    assert len(resampled) == 3
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8])
+def test_integer_audio_gets_the_same_error_at_every_rate(classifier, dtype):
+    """Integer PCM cast to float without scaling is far too loud: it must fail the same way at the model's rate and
+    at any other, before resampling could hide its dtype."""
+    info = np.iinfo(dtype)
+    messages = set()
+    for rate in (RATE, 16000, 48000):
+        scaled = (sound(rate) * 0.5 + 0.5) * (info.max - info.min) + info.min
+        pcm = np.clip(np.round(scaled), info.min, info.max).astype(dtype)
+        for key in ("array", "raw"):
+            with pytest.raises(ValueError, match=f"integer dtype {np.dtype(dtype).name}") as error:
+                classifier({key: pcm, "sampling_rate": rate})
+            messages.add(str(error.value))
+        with pytest.raises(ValueError, match="integer dtype"):
+            classifier({"array": torch.from_numpy(pcm.astype(np.int16)), "sampling_rate": rate})
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize("rate", [None, "16000", 0, -8000])
+def test_a_missing_or_bad_sampling_rate_is_a_clear_error(classifier, rate):
+    with pytest.raises(ValueError, match=r'"sampling_rate" of the audio dict must be its rate in Hz'):
+        classifier({"array": sound(RATE), "sampling_rate": rate})
 
 
 def write_audio_folder(root: Path) -> dict[str, np.ndarray]:

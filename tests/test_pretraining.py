@@ -86,6 +86,24 @@ def common_args(root: Path) -> list[str]:
     ]  # fmt: skip
 
 
+# Seconds; a multi-process test run takes well under a minute even on a loaded machine: this only detects a hang.
+HANG_TIMEOUT = 300
+
+
+def run_to_the_end(command: list[str], env: dict) -> tuple[int, str]:
+    """`(exit status, output)` of `command`; a run still going after HANG_TIMEOUT is killed (with its processes)
+    and fails the test."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=HANG_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        raise AssertionError(f"the run did not exit within {HANG_TIMEOUT} s (hung at exit?)\n{output[-4000:]}")
+    return process.returncode, output
+
+
 def read_log(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "logs" / "train_log.jsonl").read_text().splitlines()]
 
@@ -95,10 +113,15 @@ def straight_run(workdir):
     """The reference: all steps in one go, with TensorBoard and a (mocked, offline) push to the Hub."""
     from huggingface_hub import HfApi
 
-    calls = {}
+    calls = {"trained_before_create_repo": []}
+    output_dir = workdir / "straight"
+
+    def whoami(self, *args, **kwargs):
+        return {"name": "someone", "auth": {"accessToken": {"role": "write"}}}
 
     def create_repo(self, repo_id, **kwargs):
         calls["create_repo"] = {"repo_id": repo_id, **kwargs}
+        calls["trained_before_create_repo"].append((output_dir / "logs" / "train_log.jsonl").exists())
         return f"https://huggingface.co/{repo_id}"
 
     def create_commit(self, repo_id, operations, commit_message, **kwargs):
@@ -108,9 +131,9 @@ def straight_run(workdir):
     def no_network(*args, **kwargs):
         raise AssertionError("the test tried to reach the Hub")
 
-    output_dir = workdir / "straight"
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(HfApi, "whoami", whoami)
         patch.setattr(HfApi, "create_repo", create_repo)
         patch.setattr(HfApi, "create_commit", create_commit)
         patch.setattr(HfApi, "upload_folder", no_network)
@@ -138,6 +161,18 @@ def test_bad_arguments_are_clear_errors(workdir, tmp_path):
         main(base + ["--clip_seconds", "0.1"])
     with pytest.raises(ValueError, match="available columns: video_id, audio, labels, human_labels"):
         main(base + ["--audio_column_name", "sound"])
+    # --config_overrides goes through maskspec_hf.overrides, like every other command's.
+    with pytest.raises(ValueError, match="'hidden_sise' is not a MaskSpecConfig field. Did you mean 'hidden_size'"):
+        main(base + ["--config_overrides", "hidden_sise=32"])
+    with pytest.raises(ValueError, match="cosine_with_min_lr.*min_lr"):
+        main(base + ["--lr_scheduler_type", "cosine_with_min_lr"])
+    with pytest.raises(SystemExit):  # argparse: an unknown tracker; a --lr_scheduler_kwargs that is no JSON object
+        main(base + ["--report_to", "tensorboard", "nonsense"])
+    with pytest.raises(SystemExit):
+        main(base + ["--lr_scheduler_kwargs", "[1]"])
+    with pytest.raises(ValueError, match="none alone"):
+        main(base + ["--report_to", "tensorboard", "none"])
+    assert not (tmp_path / "out" / "logs" / "train_log.jsonl").exists()
 
 
 def test_straight_run_writes_a_hub_ready_folder_logs_and_figures(straight_run):
@@ -196,6 +231,8 @@ def test_straight_run_writes_a_hub_ready_folder_logs_and_figures(straight_run):
 def test_push_to_hub_sends_the_final_folder_in_one_commit(straight_run):
     output_dir, summary, calls = straight_run
     assert calls["create_repo"]["repo_id"] == "someone/maskspec-test" and calls["create_repo"]["exist_ok"]
+    # The repo was checked (created) before any training, then again at the upload.
+    assert calls["trained_before_create_repo"] == [False, True]
     commit = calls["create_commit"]
     assert commit["repo_id"] == "someone/maskspec-test"
     assert commit["commit_message"] == f"MaskSpec pre-training: {STEPS} steps, final loss {summary['final_loss']:.4f}"
@@ -300,8 +337,8 @@ def test_torchrun_two_processes_see_different_clips_and_end_with_the_same_weight
         "--report_to", "none",
         "--log_clip_ids",
     ]  # fmt: skip
-    result = subprocess.run(command, env=subprocess_env(workdir), capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
+    returncode, output = run_to_the_end(command, subprocess_env(workdir))
+    assert returncode == 0, output[-4000:]
     seen = {}
     for rank in (0, 1):
         lines = (output_dir / "logs" / f"clip_ids.rank{rank}.jsonl").read_text().splitlines()
@@ -370,3 +407,147 @@ def test_model_card_for_a_fine_tuned_classifier():
     assert "Results reported by the MaskSpec paper (not reproduced here)" in card
     with pytest.raises(ValueError, match="task must be one of"):
         render_model_card(config, task="asr")
+
+
+def reset_accelerate():
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def synthetic_args(workdir: Path, output_dir: Path, *extra: str) -> list[str]:
+    """A tiny run on 4 built-in synthetic clips: 1 step of 2 clips."""
+    return ["--config_name", str(workdir / "tiny.json"), "--clip_seconds", "1", "--synthetic_num_clips", "4",
+            "--per_device_train_batch_size", "2", "--max_steps", "1", "--image_steps", "0", "--checkpointing_steps",
+            "0", "--dataloader_num_workers", "0", "--report_to", "none", "--output_dir", str(output_dir), *extra]
+
+
+def test_push_to_hub_without_a_token_or_offline_fails_before_training(workdir, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    # No token anywhere (environment or token file); conftest set HF_HUB_OFFLINE=1.
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
+    output_dir = tmp_path / "out"
+    push = ["--push_to_hub", "--hub_model_id", "someone/maskspec-test"]
+    with pytest.raises(ValueError, match="--hub_model_id someone/maskspec-test: no Hub token; pass --hub_token"):
+        main(synthetic_args(workdir, output_dir, *push))
+    reset_accelerate()
+    with pytest.raises(ValueError, match="--hub_model_id someone/maskspec-test: HF_HUB_OFFLINE is set"):
+        main(synthetic_args(workdir, output_dir, *push, "--hub_token", "hf_not_a_real_token"))
+    assert not (output_dir / "logs" / "train_log.jsonl").exists()  # failed before any training
+
+
+def test_mixed_precision_defaults_to_the_launchers(workdir, tmp_path, monkeypatch):
+    # `accelerate launch --mixed_precision bf16` (or its config file) reaches the script as this variable.
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
+    summary = main(synthetic_args(workdir, tmp_path / "launcher"))
+    assert summary["mixed_precision"] == "bf16"
+    assert "| mixed_precision | bf16 |" in (tmp_path / "launcher" / "final" / "README.md").read_text()
+    reset_accelerate()
+    summary = main(synthetic_args(workdir, tmp_path / "flag", "--mixed_precision", "no"))  # the flag still wins
+    assert summary["mixed_precision"] == "no"
+
+
+def test_every_transformers_scheduler_is_accepted_and_a_metric_one_steps_on_the_loss(workdir, tmp_path, monkeypatch):
+    from transformers import SchedulerType
+
+    from maskspec_hf.pretraining import METRIC_SCHEDULERS, build_parser, build_scheduler
+
+    choices = next(a.choices for a in build_parser()._actions if a.dest == "lr_scheduler_type")
+    assert sorted(choices) == sorted(t.value for t in SchedulerType)
+    needs = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
+             "warmup_stable_decay": {"num_decay_steps": 2}}
+    for name in choices:
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+        scheduler = build_scheduler(optimizer, name, 1, 4, needs.get(name))
+        optimizer.step()
+        scheduler.step(1.0) if name in METRIC_SCHEDULERS else scheduler.step()
+
+    # End to end: reduce_lr_on_plateau with its own arguments, stepped on each step's loss.
+    monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
+    kwargs = {"factor": 0.5, "patience": 0, "threshold": 0.5}
+    output_dir = tmp_path / "plateau"
+    main(synthetic_args(workdir, output_dir, "--max_steps", "3", "--synthetic_num_clips", "6",
+                        "--lr_scheduler_type", "reduce_lr_on_plateau", "--lr_scheduler_kwargs", json.dumps(kwargs)))
+    log = read_log(output_dir)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=log[0]["lr"])
+    replay = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **kwargs)
+    expected = []
+    for record in log:
+        expected.append(optimizer.param_groups[0]["lr"])
+        replay.step(record["loss"])
+    assert [r["lr"] for r in log] == pytest.approx(expected)
+    assert log[-1]["lr"] < log[0]["lr"]  # threshold 0.5: no step improves enough, so the rate was cut
+
+
+def test_report_to_passes_any_tracker_list_to_accelerate(caplog):
+    from argparse import Namespace
+
+    from accelerate.tracking import get_available_trackers
+
+    from maskspec_hf.pretraining import _report_to, parse_args
+
+    available = {str(t) for t in get_available_trackers()}
+    assert _report_to(Namespace(report_to=["none"])) is None
+    assert _report_to(Namespace(report_to="all")) == ["all"]
+    wanted = ["tensorboard", "mlflow", "wandb"]
+    assert _report_to(Namespace(report_to=wanted)) == ([n for n in wanted if n in available] or None)
+    for name in set(wanted) - available:
+        assert name in caplog.text  # a requested tracker that is not installed is named, not silently dropped
+    args = parse_args(["--output_dir", "x", "--report_to", "tensorboard", "wandb"])
+    assert args.report_to == ["tensorboard", "wandb"]
+
+
+def test_a_step_whose_clips_were_all_skipped_does_not_train_and_resumes_exactly(workdir, tmp_path):
+    from maskspec_hf.pretraining import build_scheduler
+
+    steps = 9  # one clip per step: every broken clip (4 of the 12 rows per epoch) makes a step with no usable clip
+    args = [
+        "--config_name", str(workdir / "tiny.json"),
+        "--data_files", str(workdir / "audioset" / "balanced_train.parquet"),
+        "--cache_dir", str(workdir / "hf_cache"),
+        "--clip_seconds", "1",
+        "--per_device_train_batch_size", "1",
+        "--max_steps", str(steps),
+        "--lr_scheduler_type", "linear",
+        "--warmup_steps", "2",
+        "--checkpointing_steps", "3",
+        "--image_steps", "0",
+        "--dataloader_num_workers", "0",
+        "--report_to", "none",
+        "--seed", "3",
+    ]  # fmt: skip
+    output_dir = tmp_path / "skips"
+    summary = main(args + ["--output_dir", str(output_dir)])
+    log = read_log(output_dir)
+    assert [r["step"] for r in log] == list(range(1, steps + 1))
+    assert all(r["loss"] == r["loss"] and r["clips"] == 1 for r in log)  # no NaN loss, no empty step logged
+    skipped = sum(summary["skipped_clips"].values())
+    assert skipped >= 4 and summary["skipped_steps"] == skipped == log[-1]["skipped_steps"]
+    # Neither the optimizer nor the schedule moved on the skipped steps.
+    optimizer_state = torch.load(output_dir / "checkpoints" / "step-6" / "optimizer.bin", weights_only=False)
+    assert {int(s["step"]) for s in optimizer_state["state"].values()} == {6}
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=summary["learning_rate"])
+    schedule = build_scheduler(optimizer, "linear", 2, steps)
+    expected = []
+    for _ in log:
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert [r["lr"] for r in log] == pytest.approx(expected)
+
+    reset_accelerate()
+    resumed_dir = tmp_path / "skips-resumed"
+    shutil.copytree(output_dir, resumed_dir)
+    shutil.rmtree(resumed_dir / "final")
+    resumed = main(args + ["--output_dir", str(resumed_dir), "--resume_from_checkpoint",
+                           str(resumed_dir / "checkpoints" / "step-3")])
+    assert resumed["skipped_steps"] == summary["skipped_steps"]
+    for expected_record, got in zip(log, read_log(resumed_dir)):
+        assert got["loss"] == pytest.approx(expected_record["loss"], abs=1e-5), got["step"]
+        assert got["skipped_steps"] == expected_record["skipped_steps"]

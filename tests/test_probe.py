@@ -134,3 +134,11 @@ def test_probe_cli_freq_concat_pooling(checkpoint, data_dir):
     assert result["score"] >= 0.8
     with pytest.raises(SystemExit):  # argparse: "argument --pooling: invalid choice: 'max'"
         main(common + ["--pooling", "max"])
+
+
+def test_config_override_typos_and_empty_splits_are_clear_errors(data_dir):
+    common = ["--model_name_or_path", "tiny", "--data_dir", str(data_dir), "--eval_split_name", "test"]
+    with pytest.raises(ValueError, match="'num_hiden_layers' is not a MaskSpecConfig field.*'num_hidden_layers'"):
+        main(common + ["--config_overrides", "num_hiden_layers=1"])
+    with pytest.raises(ValueError, match="training split 'train' has no rows after --max_train_samples 0"):
+        main(common + ["--max_train_samples", "0"])

@@ -1,0 +1,55 @@
+"""The one parser of `--config_overrides` ("key=value,key=value"), shared by every command.
+
+A typo must never train a different model than the one asked for, so unknown fields are an error naming the field.
+"""
+
+import difflib
+import json
+from typing import Any
+
+from huggingface_hub.errors import StrictDataclassError
+
+from .configuration_maskspec import MaskSpecConfig
+
+
+def parse_config_overrides(overrides: str | dict | None) -> dict[str, Any]:
+    """'a=1,b=0.5,c=true,d=gelu' -> {"a": 1, "b": 0.5, "c": True, "d": "gelu"} (values parsed as JSON if they parse),
+    every key checked against `MaskSpecConfig`'s fields."""
+    if isinstance(overrides, dict):
+        result = dict(overrides)
+    else:
+        result = {}
+        for item in filter(None, (part.strip() for part in (overrides or "").split(","))):
+            if "=" not in item:
+                raise ValueError(f"--config_overrides items must look like key=value, got {item!r}.")
+            key, value = (part.strip() for part in item.split("=", 1))
+            result[key] = _parse_value(value)
+    known = set(MaskSpecConfig().to_dict())
+    for key in result:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"--config_overrides: {key!r} is not a MaskSpecConfig field.{hint}")
+    return result
+
+
+def _parse_value(text: str) -> Any:
+    # Python spellings (True, None) as well as JSON ones: both appear in recipes and shell history.
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if text.lower() in words:
+        return words[text.lower()]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_config_overrides(config: MaskSpecConfig, overrides: str | dict | None) -> MaskSpecConfig:
+    """Set the parsed overrides on `config` (in place) and re-check its values; returns `config`."""
+    for key, value in parse_config_overrides(overrides).items():
+        try:
+            setattr(config, key, value)
+        except (TypeError, ValueError, StrictDataclassError) as err:  # the strict dataclass's type check
+            raise ValueError(f"--config_overrides: bad value {value!r} for {key!r}: {err}") from err
+    config._check_values()
+    return config
