@@ -71,7 +71,7 @@ from maskspec_hf import (  # noqa: E402
     MaskSpecForAudioClassification,
     MaskSpecForPreTraining,
 )
-from maskspec_hf.synthetic_data import synthesize_clip  # noqa: E402
+from maskspec_hf.data.synthetic import synthesize_clip  # noqa: E402
 
 
 transformers.logging.set_verbosity_error()

@@ -8,17 +8,17 @@
    corpus (speech of many synthetic and real voices, music rendered from train soundfonts, recorded music and sound
    effects) and two labeled tasks whose test voices / soundfonts / instruments are never heard in train nor in the
    corpus (checked by `assert_no_test_leakage`).
-2. Pre-trains MaskSpec-Tiny on the corpus with the package's own pre-training command (`maskspec_hf.pretraining`),
+2. Pre-trains MaskSpec-Tiny on the corpus with the package's own pre-training command (`maskspec_hf.training.pretraining`),
    within a time budget: a few calibration steps measure the step time, the cosine schedule is sized to the budget.
 3. Per task: linear probe (standardized features + logistic regression) on the frozen pre-trained encoder, on the
    same encoder at random initialization and on mean+std pooled log-mel features; then fine-tuning (the package's
-   `maskspec_hf.finetuning`) from the pre-trained encoder and from scratch, with 10 % and 100 % of the training labels
+   `maskspec_hf.training.finetuning`) from the pre-trained encoder and from scratch, with 10 % and 100 % of the training labels
    and the same number of steps.
 4. Writes `results.md` / `results.json` and two figures: the pre-training loss and the scores.
 
 Probe readouts (both reported, both for pre-trained and random encoders; fixed up front, not chosen on test data):
 `mean` is the classifier's own pooling (`pooler_output`: mean over all patches after the final LayerNorm);
-`freq-concat` is the readout of MSM-MAE and of `maskspec_hf.hear`: the 8 frequency patches of each 160 ms step are
+`freq-concat` is the readout of MSM-MAE and of `maskspec_hf.evaluation.hear`: the 8 frequency patches of each 160 ms step are
 concatenated (so band position survives pooling) and the steps are mean- and max-pooled over time.
 """
 
@@ -63,7 +63,7 @@ def parse_args(argv=None):
     parser.add_argument("--finetune_batch_size", type=int, default=32)
     parser.add_argument("--finetune_learning_rate", type=float, default=1e-3)
     parser.add_argument("--finetune_args", default="",
-                        help="Extra arguments for maskspec_hf.finetuning (e.g. '--mixup_alpha 0 --patchout_ratio 0').")
+                        help="Extra arguments for maskspec_hf.training.finetuning (e.g. '--mixup_alpha 0 --patchout_ratio 0').")
     parser.add_argument("--label_fractions", default="0.1,1.0")
     parser.add_argument("--skip_finetune", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -110,8 +110,8 @@ def pretraining_argv(args, corpus_dir: Path, output_dir: Path, max_steps: int, m
 
 
 def run_pretraining(args, corpus_dir: Path, output_dir: Path) -> tuple[dict, list[dict]]:
-    from maskspec_hf.pretraining import parse_args as pretraining_args
-    from maskspec_hf.pretraining import train
+    from maskspec_hf.training.pretraining import parse_args as pretraining_args
+    from maskspec_hf.training.pretraining import train
 
     # Calibrate: time a few steps (after the first, which pays for warm-up), then size the schedule to the budget.
     calibration = output_dir.parent / "pretraining_calibration"
@@ -149,7 +149,7 @@ def load_clips(data_dir: Path, task: str, feature_extractor) -> dict[str, tuple[
 @torch.no_grad()
 def encoder_embeddings(encoder, spectrograms: np.ndarray, batch_size: int = 128) -> dict[str, np.ndarray]:
     """Both readouts of a frozen encoder for clips of equal length (see the module docstring)."""
-    from maskspec_hf.probe import POOLINGS, pool_patch_outputs
+    from maskspec_hf.evaluation.probe import POOLINGS, pool_patch_outputs
 
     encoder.eval()
     out = {pooling: [] for pooling in POOLINGS}
@@ -166,7 +166,7 @@ def log_mel_embeddings(spectrograms: np.ndarray) -> np.ndarray:
 
 
 def probe_accuracy(train_x, train_y, test_x, test_y, seed: int) -> float:
-    from maskspec_hf.probe import fit_linear_probe
+    from maskspec_hf.evaluation.probe import fit_linear_probe
 
     return float(fit_linear_probe(train_x, train_y, test_x, test_y, multi_label=False, seed=seed)["accuracy"])
 
@@ -191,7 +191,7 @@ def label_subset(dataset, fraction: float, seed: int):
 
 def finetuning_argv(args, init: str, pretrained_dir: Path, data_folder: Path, output_dir: Path,
                     clip_seconds: float) -> list[str]:  # fmt: skip
-    """Arguments of `maskspec_hf.finetuning` for one run."""
+    """Arguments of `maskspec_hf.training.finetuning` for one run."""
     return [
         "--model_name_or_path", str(pretrained_dir) if init == "pre-trained" else "tiny",
         "--dataset_name", str(data_folder),
@@ -228,7 +228,7 @@ def run_finetuning(args, task_data, fraction: float, init: str, pretrained_dir: 
                    clip_seconds: float) -> dict:  # fmt: skip
     import datasets
 
-    from maskspec_hf.finetuning import main as finetune
+    from maskspec_hf.training.finetuning import main as finetune
 
     data_folder = output_dir.parent / f"data-{output_dir.parent.name}-{fraction:g}"
     if not (data_folder / "dataset_dict.json").exists():
@@ -274,7 +274,7 @@ def markdown(results: dict) -> str:
         fractions = sorted({float(k.split("@")[1]) for t in finetune.values() for k in t})
         lines += [
             "",
-            f"Fine-tuning with `maskspec_hf.finetuning` ({meta['finetune_steps']} steps, batch "
+            f"Fine-tuning with `maskspec_hf.training.finetuning` ({meta['finetune_steps']} steps, batch "
             f"{meta['finetune_batch_size']}, the same short recipe for both: no augmentation, no layer decay), test accuracy:",
             "",
             "| task | " + " | ".join(f"scratch, {f:.0%} labels | **pre-trained, {f:.0%} labels**" for f in fractions) + " |",
@@ -376,7 +376,7 @@ def main(argv=None) -> dict:
     data = real_audio.build_all(data_dir, num_pretrain=args.num_pretrain_clips, seed=args.seed,
                                 install=not args.no_install)  # fmt: skip
 
-    log(f"2/4 pre-training MaskSpec-Tiny for {args.pretrain_minutes:g} min with maskspec_hf.pretraining")
+    log(f"2/4 pre-training MaskSpec-Tiny for {args.pretrain_minutes:g} min with maskspec_hf.training.pretraining")
     pretrain_started = time.time()
     summary, history = run_pretraining(args, data_dir / "pretrain", out_dir / "pretraining")
     pretrain_minutes = (time.time() - pretrain_started) / 60

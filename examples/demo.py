@@ -3,7 +3,7 @@
 """`make demo`: pre-train MaskSpec-Tiny on the built-in synthetic sound events, then compare classifiers.
 
 1. Generates the built-in corpus (deterministic synthetic "sound events", a real `datasets.Dataset`).
-2. Pre-trains MaskSpec-Tiny (12 blocks, width 192) on it with `maskspec_hf.pretraining`, the same code path as
+2. Pre-trains MaskSpec-Tiny (12 blocks, width 192) on it with `maskspec_hf.training.pretraining`, the same code path as
    AudioSet (a lighter decoder than the paper's 8x512 one keeps this to a few minutes on 2 CPU cores).
 3. Trains the same classifier twice for the labelled events: a linear probe (frozen encoder, two pooled readouts,
    scikit-learn logistic regression) on the pre-trained encoder and on the same encoder at random init, and prints
@@ -71,8 +71,8 @@ def tiny_config(args):
 
 
 def pretrain(args, output_dir: Path, steps: int, minutes: float) -> dict:
-    from maskspec_hf.pretraining import parse_args as pretraining_args
-    from maskspec_hf.pretraining import train
+    from maskspec_hf.training.pretraining import parse_args as pretraining_args
+    from maskspec_hf.training.pretraining import train
 
     argv = [
         "--output_dir", str(output_dir),
@@ -106,9 +106,9 @@ READOUTS = {
 def embed(encoder, dataset, feature_extractor, clip_seconds: float, batch_size: int = 32) -> dict[str, np.ndarray]:
     """Frozen encoder embeddings of every clip (all patches, no masking), in the two readouts of
     `benchmarks/ssl_gain.py`: `mean`, the classifier's pooling (`pooler_output`), and `freq-concat`, MSM-MAE's and
-    `maskspec_hf.hear`'s (the frequency patches of each 160 ms step concatenated, then mean and max over time)."""
+    `maskspec_hf.evaluation.hear`'s (the frequency patches of each 160 ms step concatenated, then mean and max over time)."""
     from maskspec_hf.data import ClipProcessor, SpectrogramCollator, num_frames_for_seconds, prepare_audio_dataset
-    from maskspec_hf.probe import pool_patch_outputs
+    from maskspec_hf.evaluation.probe import pool_patch_outputs
 
     dataset, id_column = prepare_audio_dataset(dataset)
     num_samples, num_frames = num_frames_for_seconds(feature_extractor, clip_seconds)
@@ -135,7 +135,7 @@ def linear_probe(train_x, train_y, train_multi, test_x, test_y, test_multi) -> d
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.preprocessing import StandardScaler
 
-    from maskspec_hf.metrics import accuracy, audioset_map
+    from maskspec_hf.evaluation.metrics import accuracy, audioset_map
 
     scaler = StandardScaler().fit(train_x)
     train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
@@ -156,7 +156,7 @@ def main(argv=None):
     from accelerate.utils import set_seed
 
     from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForPreTraining
-    from maskspec_hf.synthetic_data import SOUND_EVENT_TYPES, make_sound_events_dataset, make_sound_events_splits
+    from maskspec_hf.data.synthetic import SOUND_EVENT_TYPES, make_sound_events_dataset, make_sound_events_splits
 
     print(f"== 0/3 Generating the built-in synthetic corpus: {args.num_pretrain_clips} unlabelled clips for "
           f"pre-training, {args.num_probe_train} + {args.num_probe_test} labelled clips for the probes ==", flush=True)

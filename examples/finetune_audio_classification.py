@@ -27,7 +27,7 @@ From scratch: `--model_name_or_path tiny` (or small, base). On CPU, `--bf16` nee
 
 import sys
 
-from maskspec_hf.finetuning import cli
+from maskspec_hf.training.finetuning import cli
 
 
 if __name__ == "__main__":

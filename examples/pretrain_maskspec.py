@@ -2,7 +2,7 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
 """Pre-train MaskSpec on an audio dataset (AudioSet from the Hub, a local folder, or the built-in synthetic data).
 
-The training loop lives in `maskspec_hf.pretraining`; this file only calls it, so it runs the same way under
+The training loop lives in `maskspec_hf.training.pretraining`; this file only calls it, so it runs the same way under
 
     python examples/pretrain_maskspec.py --output_dir runs/maskspec-tiny --model_size tiny
     accelerate launch examples/pretrain_maskspec.py --dataset_name agkphysics/AudioSet --dataset_config_name balanced \
@@ -18,7 +18,7 @@ processes train on CPU (gloo) with `torchrun --nproc_per_node N` or `accelerate 
 
 import sys
 
-from maskspec_hf.pretraining import cli
+from maskspec_hf.training.pretraining import cli
 
 
 if __name__ == "__main__":

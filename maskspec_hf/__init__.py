@@ -22,7 +22,7 @@ from .modeling_maskspec import (
     MaskSpecModel,
     MaskSpecPreTrainedModel,
 )
-from .inference import MaskSpecAudioClassificationPipeline  # noqa: F401  (registers the audio-classification pipeline)
+from .evaluation.classify import MaskSpecAudioClassificationPipeline  # noqa: F401  (registers the audio-classification pipeline)
 
 
 __version__ = "0.1.0"

@@ -15,10 +15,10 @@ import soundfile as sf
 import torch
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForAudioClassification
-from maskspec_hf.finetuning import MaskSpecDataCollator
-from maskspec_hf.finetuning import main as finetune_main
-from maskspec_hf.inference import main as classify_main
-from maskspec_hf.probe import main as probe_main
+from maskspec_hf.training.finetuning import MaskSpecDataCollator
+from maskspec_hf.training.finetuning import main as finetune_main
+from maskspec_hf.evaluation.classify import main as classify_main
+from maskspec_hf.evaluation.probe import main as probe_main
 
 
 RATE = 32000

@@ -18,7 +18,7 @@ from maskspec_hf import (
     MaskSpecForAudioClassification,
     MaskSpecForPreTraining,
 )
-from maskspec_hf.synthetic_data import SOUND_EVENT_TYPES, synthesize_clip
+from maskspec_hf.data.synthetic import SOUND_EVENT_TYPES, synthesize_clip
 
 
 SR = 32000

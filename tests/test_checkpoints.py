@@ -15,7 +15,7 @@ import torch
 from audioset_fixture import write_audiofolder
 from test_pretraining import TINY, one_thread_and_fresh_accelerate, read_log  # noqa: F401 - the fixture is autouse
 
-from maskspec_hf.pretraining import (
+from maskspec_hf.training.pretraining import (
     CheckpointWriteError,
     checkpoint_problem,
     list_checkpoints,
@@ -124,7 +124,7 @@ def test_latest_skips_damaged_checkpoints_and_resumes_exactly_from_the_newest_wh
     args = run_args(finished_run.parent, output_dir, "--resume_from_checkpoint", "latest")
     # Stop after one step (a time limit saves a checkpoint) and keep one checkpoint: the damaged step-3, from the
     # run's abandoned future, must not survive in place of the new step-2.
-    with caplog.at_level(logging.WARNING, logger="maskspec_hf.pretraining"):
+    with caplog.at_level(logging.WARNING, logger="maskspec_hf.training.pretraining"):
         summary = run(args + ["--max_train_minutes", "1e-6", "--checkpoints_total_limit", "1"])
     assert summary["resumed_from"].endswith("step-1") and summary["step"] == 2 and summary["stopped_by_time_limit"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

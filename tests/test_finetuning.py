@@ -19,7 +19,7 @@ from maskspec_hf import (
     MaskSpecForAudioClassification,
     MaskSpecForPreTraining,
 )
-from maskspec_hf.finetuning import (
+from maskspec_hf.training.finetuning import (
     ClipDataset,
     DataTrainingArguments,
     FinetuningArguments,

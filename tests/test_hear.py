@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForPreTraining, hear
+from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForPreTraining
+from maskspec_hf.evaluation import hear
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_hear_validator_passes(checkpoint, tmp_path):
         (tmp_path / "tensorflow" / "__init__.py").write_text(TENSORFLOW_STAND_IN)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [validator, "maskspec_hf.hear", "-m", str(checkpoint), "-d", "cpu"],
+        [validator, "maskspec_hf.evaluation.hear", "-m", str(checkpoint), "-d", "cpu"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -13,8 +13,8 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.audio_classification import AudioClassificationPipeline
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForAudioClassification
-from maskspec_hf.inference import MaskSpecAudioClassificationPipeline
-from maskspec_hf.inference import main as classify_main
+from maskspec_hf.evaluation.classify import MaskSpecAudioClassificationPipeline
+from maskspec_hf.evaluation.classify import main as classify_main
 
 
 LABELS = ["bell", "engine", "speech", "water"]

@@ -1,5 +1,5 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
-"""Tests for `maskspec_hf.metrics`: values against scikit-learn, offline `evaluate.load`, input checks."""
+"""Tests for `maskspec_hf.evaluation.metrics`: values against scikit-learn, offline `evaluate.load`, input checks."""
 
 import math
 import socket
@@ -10,7 +10,7 @@ from scipy.stats import norm
 from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score
 from transformers import EvalPrediction
 
-from maskspec_hf.metrics import METRIC_NAMES, accuracy, audioset_map, compute_metrics_fn, load_metric
+from maskspec_hf.evaluation.metrics import METRIC_NAMES, accuracy, audioset_map, compute_metrics_fn, load_metric
 
 
 NUM_EXAMPLES, NUM_CLASSES = 40, 9

@@ -3,7 +3,7 @@
 import pytest
 
 from maskspec_hf import MaskSpecConfig
-from maskspec_hf.overrides import apply_config_overrides, parse_config_overrides
+from maskspec_hf.loading import apply_config_overrides, parse_config_overrides
 
 
 def test_values_parse_as_json_or_python_spellings():

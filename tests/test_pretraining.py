@@ -15,7 +15,7 @@ from audioset_fixture import BAD_IDS, write_audiofolder, write_audioset_parquet,
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor
 from maskspec_hf.model_card import render_model_card
-from maskspec_hf.pretraining import list_checkpoints, main, param_groups
+from maskspec_hf.training.pretraining import list_checkpoints, main, param_groups
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_bad_arguments_are_clear_errors(workdir, tmp_path):
         main(base + ["--clip_seconds", "0.1"])
     with pytest.raises(ValueError, match="available columns: video_id, audio, labels, human_labels"):
         main(base + ["--audio_column_name", "sound"])
-    # --config_overrides goes through maskspec_hf.overrides, like every other command's.
+    # --config_overrides goes through maskspec_hf.loading, like every other command's.
     with pytest.raises(ValueError, match="'hidden_sise' is not a MaskSpecConfig field. Did you mean 'hidden_size'"):
         main(base + ["--config_overrides", "hidden_sise=32"])
     with pytest.raises(ValueError, match="cosine_with_min_lr.*min_lr"):
@@ -456,7 +456,7 @@ def test_mixed_precision_defaults_to_the_launchers(workdir, tmp_path, monkeypatc
 def test_every_transformers_scheduler_is_accepted_and_a_metric_one_steps_on_the_loss(workdir, tmp_path, monkeypatch):
     from transformers import SchedulerType
 
-    from maskspec_hf.pretraining import METRIC_SCHEDULERS, build_parser, build_scheduler
+    from maskspec_hf.training.pretraining import METRIC_SCHEDULERS, build_parser, build_scheduler
 
     choices = next(a.choices for a in build_parser()._actions if a.dest == "lr_scheduler_type")
     assert sorted(choices) == sorted(t.value for t in SchedulerType)
@@ -490,7 +490,7 @@ def test_report_to_passes_any_tracker_list_to_accelerate(caplog):
 
     from accelerate.tracking import get_available_trackers
 
-    from maskspec_hf.pretraining import _report_to, parse_args
+    from maskspec_hf.training.pretraining import _report_to, parse_args
 
     available = {str(t) for t in get_available_trackers()}
     assert _report_to(Namespace(report_to=["none"])) is None
@@ -504,7 +504,7 @@ def test_report_to_passes_any_tracker_list_to_accelerate(caplog):
 
 
 def test_a_step_whose_clips_were_all_skipped_does_not_train_and_resumes_exactly(workdir, tmp_path):
-    from maskspec_hf.pretraining import build_scheduler
+    from maskspec_hf.training.pretraining import build_scheduler
 
     steps = 9  # one clip per step: every broken clip (4 of the 12 rows per epoch) makes a step with no usable clip
     args = [

@@ -11,7 +11,7 @@ from test_pretraining import TINY, one_thread_and_fresh_accelerate  # noqa: F401
 from maskspec_hf import MaskSpecConfig
 from maskspec_hf.data import EmptySplitError
 from maskspec_hf.model_card import render_model_card
-from maskspec_hf.pretraining import _describe_data, build_parser, main
+from maskspec_hf.training.pretraining import _describe_data, build_parser, main
 
 
 def tiny_args(tmp_path, *extra: str) -> list[str]:

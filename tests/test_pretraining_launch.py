@@ -2,7 +2,7 @@
 
 Rank 0 used to hang after `train()` returned, now and then on a loaded machine: the DDP Reducer, freed last, destroyed
 the gloo process group while holding the GIL, and a gloo worker thread waited for the GIL (see
-`maskspec_hf.pretraining.end_distributed_run`). The launcher below records, on every process, how many DDP wrappers are
+`maskspec_hf.training.pretraining.end_distributed_run`). The launcher below records, on every process, how many DDP wrappers are
 still alive when the process group is destroyed: none may be, or the Reducer frees the group after its destruction.
 
 Each process reads its own shards, whose second row is a broken clip: with one clip per batch, both processes meet a
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch.distributed
 from torch.nn.parallel import DistributedDataParallel
 
-from maskspec_hf.pretraining import cli
+from maskspec_hf.training.pretraining import cli
 
 destroy = torch.distributed.destroy_process_group
 

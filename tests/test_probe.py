@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForPreTraining
-from maskspec_hf.inference import load_encoder
-from maskspec_hf.probe import main, pooled_embeddings
+from maskspec_hf.evaluation.classify import load_encoder
+from maskspec_hf.evaluation.probe import main, pooled_embeddings
 
 
 CLASSES = {"high": 4000.0, "low": 300.0, "mid": 1200.0}

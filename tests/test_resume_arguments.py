@@ -11,7 +11,7 @@ import torch
 from test_checkpoints import run
 from test_pretraining import TINY, one_thread_and_fresh_accelerate, read_log  # noqa: F401 - the fixture is autouse
 
-from maskspec_hf.pretraining import RESUME_CHANGEABLE_ARGS, build_parser, list_checkpoints
+from maskspec_hf.training.pretraining import RESUME_CHANGEABLE_ARGS, build_parser, list_checkpoints
 
 
 STEPS = 4
@@ -97,7 +97,7 @@ def test_a_shorter_run_is_refused_and_a_longer_one_is_applied_and_recorded(workd
     with pytest.raises(ValueError, match=r"--max_steps: 4 in the checkpoint, 3 now"):
         run(args + ["--max_steps", "3"])
     # Reporting, checkpointing and time-limit options may change; a larger --max_steps extends the run.
-    with caplog.at_level(logging.WARNING, logger="maskspec_hf.pretraining"):
+    with caplog.at_level(logging.WARNING, logger="maskspec_hf.training.pretraining"):
         summary = run(args + ["--max_steps", "6", "--logging_steps", "1", "--checkpointing_steps", "1",
                               "--checkpoints_total_limit", "1", "--max_train_minutes", "60"])
     assert any("as a longer run (--max_steps 4 -> 6)" in r.getMessage() for r in caplog.records)
@@ -112,7 +112,7 @@ def test_a_checkpoint_without_its_arguments_still_resumes_with_a_warning(workdir
     state = json.loads(state_file.read_text())
     del state["args"]  # as an older version wrote it
     state_file.write_text(json.dumps(state))
-    with caplog.at_level(logging.WARNING, logger="maskspec_hf.pretraining"):
+    with caplog.at_level(logging.WARNING, logger="maskspec_hf.training.pretraining"):
         summary = run(run_args(workdir, resumable, "--resume_from_checkpoint", "latest"))
     assert any("does not record the arguments of its run" in r.getMessage() for r in caplog.records)
     assert summary["resumed_from"].endswith("step-2") and summary["step"] == STEPS

@@ -21,7 +21,7 @@ import ssl_gain  # noqa: E402
 
 
 def test_pretraining_argv_is_accepted_by_the_pretraining_command(tmp_path):
-    from maskspec_hf.pretraining import parse_args
+    from maskspec_hf.training.pretraining import parse_args
 
     args = ssl_gain.parse_args([])
     parsed = parse_args(ssl_gain.pretraining_argv(args, tmp_path / "corpus", tmp_path / "out", 1000, 24.0))
@@ -35,7 +35,7 @@ def test_pretraining_argv_is_accepted_by_the_pretraining_command(tmp_path):
 
 @pytest.mark.parametrize("init", ["pre-trained", "scratch"])
 def test_finetuning_argv_is_accepted_by_the_finetuning_command(tmp_path, init):
-    from maskspec_hf.finetuning import parse_args
+    from maskspec_hf.training.finetuning import parse_args
 
     args = ssl_gain.parse_args(["--finetune_steps", "150", "--finetune_args=--seed 3"])
     argv = ssl_gain.finetuning_argv(args, init, tmp_path / "pretrained", tmp_path / "data", tmp_path / "run", 1.0)

@@ -8,8 +8,8 @@ import pytest
 from datasets import Audio, ClassLabel, List, Value
 from scipy import signal
 
-from maskspec_hf import synthetic_data
-from maskspec_hf.synthetic_data import (
+from maskspec_hf.data import synthetic as synthetic_data
+from maskspec_hf.data.synthetic import (
     EVENT_GENERATORS,
     HUMAN_LABELS,
     SOUND_EVENT_TYPES,

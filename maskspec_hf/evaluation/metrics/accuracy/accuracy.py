@@ -1,12 +1,12 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
-"""Accuracy as an `evaluate` metric, loadable offline with `maskspec_hf.metrics.load_metric("accuracy")`."""
+"""Accuracy as an `evaluate` metric, loadable offline with `maskspec_hf.evaluation.metrics.load_metric("accuracy")`."""
 
 import datasets
 import evaluate
 
 # Absolute import on purpose: evaluate runs a copy of this script from its modules cache, where a relative
-# import of the package would not resolve. The maths lives in `maskspec_hf.metrics.accuracy`.
-from maskspec_hf.metrics import accuracy
+# import of the package would not resolve. The maths lives in `maskspec_hf.evaluation.metrics.accuracy`.
+from maskspec_hf.evaluation.metrics import accuracy
 
 
 _DESCRIPTION = """\
@@ -22,7 +22,7 @@ Args:
 Returns:
     accuracy (`float`): in [0, 1], or a count with `normalize=False`.
 Examples:
-    >>> from maskspec_hf.metrics import load_metric
+    >>> from maskspec_hf.evaluation.metrics import load_metric
     >>> load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])
     {'accuracy': 0.6666666666666666}
 """

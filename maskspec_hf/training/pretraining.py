@@ -4,7 +4,7 @@ synthetic corpus): resumable, multi-process, Hub-ready.
 
 Run it with `python examples/pretrain_maskspec.py ...`, `accelerate launch examples/pretrain_maskspec.py ...`,
 `torchrun --nproc_per_node N examples/pretrain_maskspec.py ...` or the `maskspec-pretrain` console script; see
-`python -m maskspec_hf.pretraining --help` for the options.
+`python -m maskspec_hf.training.pretraining --help` for the options.
 
 Recipe defaults (MaskSpec / MAE): AdamW with betas (0.9, 0.95) and weight decay 0.05 (none on biases, LayerNorm
 weights and the mask token), base learning rate 1e-3 scaled by effective batch / 256 (linear scaling rule: the actual
@@ -51,8 +51,8 @@ from accelerate.utils import LoggerType
 from transformers import SchedulerType
 from safetensors import SafetensorError
 
-from .configuration_maskspec import MASKSPEC_PRESETS, MaskSpecConfig
-from .data import (
+from ..configuration_maskspec import MASKSPEC_PRESETS, MaskSpecConfig
+from ..data import (
     SKIP_REASONS,
     ClipProcessor,
     MapStyleBatches,
@@ -66,10 +66,10 @@ from .data import (
     num_frames_for_seconds,
     prepare_audio_dataset,
 )
-from .feature_extraction_maskspec import MaskSpecFeatureExtractor
-from .modeling_maskspec import MaskSpecForPreTraining
-from .console import run_console_script
-from .overrides import apply_config_overrides
+from ..feature_extraction_maskspec import MaskSpecFeatureExtractor
+from ..modeling_maskspec import MaskSpecForPreTraining
+from ..cli import run_console_script
+from ..loading import apply_config_overrides
 
 
 logger = logging.getLogger(__name__)
@@ -854,11 +854,11 @@ def _report_to(args) -> list[str] | None:
 def _describe_data(args, dataset=None) -> list[str]:
     """The training data as the model card names it: a Hub dataset by its id; local data by file or folder name only,
     never by its path (the card is meant for the Hub), with the split and its row count when known."""
-    from .model_card import is_local_path, public_name
+    from ..model_card import is_local_path, public_name
 
     if uses_builtin_data(args):
         return [
-            f"Built-in synthetic sound events (maskspec_hf.synthetic_data): {args.synthetic_num_clips} clips, seed "
+            f"Built-in synthetic sound events (maskspec_hf.data.synthetic): {args.synthetic_num_clips} clips, seed "
             f"{args.synthetic_seed}"
         ]
     if args.dataset_name and not is_local_path(args.dataset_name):
@@ -1298,7 +1298,7 @@ def train(args: argparse.Namespace) -> dict:
             shutil.copyfile(figure, final / "reconstruction.png")
             shutil.copyfile(figure, output_dir / "reconstruction.png")
             summary["figure"] = str(output_dir / "reconstruction.png")
-        from .model_card import write_model_card
+        from ..model_card import write_model_card
 
         results = {
             "final_loss (masked-patch MSE, last step)": last_loss,

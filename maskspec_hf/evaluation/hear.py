@@ -25,16 +25,16 @@ Choices (MSM-MAE's, Niizumi et al., HEAR 2021):
   make evaluations meaningless. Pass a checkpoint, or a preset name ("tiny", "small", "base") to get a randomly
   initialized baseline on purpose.
 
-Validate with the HEAR validator: `hear-validator maskspec_hf.hear -m <checkpoint> -d cpu`.
+Validate with the HEAR validator: `hear-validator maskspec_hf.evaluation.hear -m <checkpoint> -d cpu`.
 """
 
 import numpy as np
 import torch
 from torch import nn
 
-from .feature_extraction_maskspec import MaskSpecFeatureExtractor
-from .inference import load_encoder, resample_audio
-from .modeling_maskspec import MaskSpecModel
+from ..feature_extraction_maskspec import MaskSpecFeatureExtractor
+from .classify import load_encoder, resample_audio
+from ..modeling_maskspec import MaskSpecModel
 
 
 SAMPLE_RATE = 48000
@@ -74,8 +74,8 @@ def load_model(model_file_path: str = "", sample_rate: int = SAMPLE_RATE, **kwar
     to `from_pretrained` (e.g. `revision`, `token`)."""
     if not model_file_path:
         raise ValueError(
-            "maskspec_hf.hear.load_model needs a MaskSpec checkpoint: a folder saved with save_pretrained or a Hub id "
-            "(hear-validator maskspec_hf.hear -m <path>). Pass 'tiny', 'small' or 'base' for a randomly initialized "
+            "maskspec_hf.evaluation.hear.load_model needs a MaskSpec checkpoint: a folder saved with save_pretrained or a Hub id "
+            "(hear-validator maskspec_hf.evaluation.hear -m <path>). Pass 'tiny', 'small' or 'base' for a randomly initialized "
             "encoder of that size."
         )
     encoder, feature_extractor = load_encoder(str(model_file_path), **kwargs)
@@ -84,7 +84,7 @@ def load_model(model_file_path: str = "", sample_rate: int = SAMPLE_RATE, **kwar
 
 def _check_audio(audio, model) -> torch.Tensor:
     if not isinstance(model, MaskSpecHEARModel):
-        raise ValueError(f"model must come from maskspec_hf.hear.load_model, got {type(model).__name__}.")
+        raise ValueError(f"model must come from maskspec_hf.evaluation.hear.load_model, got {type(model).__name__}.")
     if not isinstance(audio, torch.Tensor) or audio.ndim != 2:
         shape = tuple(audio.shape) if hasattr(audio, "shape") else type(audio).__name__
         raise ValueError(f"audio must be a torch.Tensor of shape [n_sounds, n_samples], got {shape}.")

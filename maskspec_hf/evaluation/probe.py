@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from .console import run_console_script
-from .data import ClipError, check_waveform, decode_audio, default_id_column
-from .feature_extraction_maskspec import MaskSpecFeatureExtractor
-from .finetuning import DataTrainingArguments, LabelSpace, build_label_space, clip_name, load_splits
-from .inference import is_preset_name, load_encoder
+from ..cli import run_console_script
+from ..data import ClipError, check_waveform, decode_audio, default_id_column
+from ..feature_extraction_maskspec import MaskSpecFeatureExtractor
+from ..training.finetuning import DataTrainingArguments, LabelSpace, build_label_space, clip_name, load_splits
+from .classify import is_preset_name, load_encoder
 from .metrics import accuracy, audioset_map
-from .modeling_maskspec import MaskSpecModel
-from .overrides import parse_config_overrides
+from ..modeling_maskspec import MaskSpecModel
+from ..loading import parse_config_overrides
 
 
 logger = logging.getLogger(__name__)

@@ -110,13 +110,13 @@ def load_audio_dataset(
       files (loaded with `audiofolder`); a list is taken as the `split` split.
     - otherwise `data_dir`: a local folder whose format `datasets` infers (an audiofolder of sound files with an
       optional `metadata.csv`, or parquet files...).
-    - with none of them: the built-in synthetic sound-events corpus (`maskspec_hf.synthetic_data`), `synthetic_*`
+    - with none of them: the built-in synthetic sound-events corpus (`maskspec_hf.data.synthetic`), `synthetic_*`
       clips at `sampling_rate`, as a real `datasets.Dataset` with an `Audio` column.
     """
     import datasets
 
     if dataset_name is None and data_files is None and data_dir is None:
-        from .synthetic_data import make_sound_events_dataset
+        from .synthetic import make_sound_events_dataset
 
         dataset = make_sound_events_dataset(
             num_clips=synthetic_num_clips,

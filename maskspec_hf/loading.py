@@ -1,15 +1,40 @@
-"""The one parser of `--config_overrides` ("key=value,key=value"), shared by every command.
+"""Models, configs and feature extractors from presets, folders or the Hub; the one `--config_overrides` parser.
 
-A typo must never train a different model than the one asked for, so unknown fields are an error naming the field.
+A typo in an override must never train a different model than the one asked for, so unknown fields are an error.
 """
 
 import difflib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from huggingface_hub.errors import StrictDataclassError
 
 from .configuration_maskspec import MaskSpecConfig
+
+
+@dataclass
+class ModelArguments:
+    """Which model to start from; shared by every command."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A preset name (tiny, small, base: random init), or a MaskSpec folder or Hub id (pre-training, "
+                  "classification or encoder checkpoint)."},
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config JSON file, folder or Hub id (instead of the model's own)."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Override config fields, e.g. 'num_hidden_layers=2,decoder_num_hidden_layers=1'."},
+    )
+    feature_extractor_name: str | None = field(
+        default=None, metadata={"help": "Feature extractor folder or Hub id (default: the model's, else defaults)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where models and datasets are cached."})
+    model_revision: str = field(default="main", metadata={"help": "Model version (branch, tag or commit)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: the cached login)."})
 
 
 def parse_config_overrides(overrides: str | dict | None) -> dict[str, Any]:

@@ -51,14 +51,14 @@ import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from transformers.utils import logging as hf_logging
 
-from .configuration_maskspec import MaskSpecConfig
-from .console import run_console_script
-from .data import ClipError, check_waveform, decode_audio, default_id_column
-from .feature_extraction_maskspec import MaskSpecFeatureExtractor
-from .inference import is_preset_name, load_feature_extractor, quiet_load_report
-from .metrics import compute_metrics_fn
-from .modeling_maskspec import MaskSpecForAudioClassification
-from .overrides import parse_config_overrides
+from ..configuration_maskspec import MaskSpecConfig
+from ..cli import run_console_script
+from ..data import ClipError, check_waveform, decode_audio, default_id_column
+from ..feature_extraction_maskspec import MaskSpecFeatureExtractor
+from ..evaluation.classify import is_preset_name, load_feature_extractor, quiet_load_report
+from ..evaluation.metrics import compute_metrics_fn
+from ..modeling_maskspec import MaskSpecForAudioClassification
+from ..loading import parse_config_overrides
 
 
 logger = hf_logging.get_logger(__name__)
@@ -908,7 +908,7 @@ CARD_RESULT_KEYS = (
 def write_finetuned_model_card(folder: str | os.PathLike, **card_kwargs) -> Path:
     """README.md of a fine-tuned model (`maskspec_hf.model_card`: Hub metadata, this run's hyperparameters and
     results, the paper-reported results clearly labelled as such)."""
-    from .model_card import write_model_card
+    from ..model_card import write_model_card
 
     return Path(write_model_card(folder, task="audio-classification", **card_kwargs))
 

@@ -18,7 +18,7 @@ masked out of attention and pooling, so padding does not change a clip's scores.
 A folder saved with `save_pretrained` and loaded with `trust_remote_code=True` where this package is not installed
 gets the built-in pipeline instead (files and same-rate arrays work the same; other rates then need torchaudio).
 
-The command `maskspec-classify` (`python -m maskspec_hf.inference`) writes the top-k labels of every audio file in a
+The command `maskspec-classify` (`python -m maskspec_hf.evaluation.classify`) writes the top-k labels of every audio file in a
 folder, or every row of a dataset split, to CSV or JSON with a progress bar. A clip that cannot be read (corrupt,
 empty, NaN samples, too short) does not stop the run: it gets an error entry (CSV: the `error` column; JSON: an
 `error` field instead of `predictions`) and is counted in the summary. The command exits 0 when at least one clip was
@@ -43,11 +43,11 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.audio_classification import AudioClassificationPipeline
 from transformers.utils import logging as hf_logging
 
-from .configuration_maskspec import MASKSPEC_PRESETS, MaskSpecConfig
-from .console import run_console_script
-from .data import ClipError, check_waveform
-from .feature_extraction_maskspec import MaskSpecFeatureExtractor
-from .modeling_maskspec import MaskSpecModel
+from ..configuration_maskspec import MASKSPEC_PRESETS, MaskSpecConfig
+from ..cli import run_console_script
+from ..data import ClipError, check_waveform
+from ..feature_extraction_maskspec import MaskSpecFeatureExtractor
+from ..modeling_maskspec import MaskSpecModel
 
 
 logger = hf_logging.get_logger(__name__)
@@ -498,7 +498,7 @@ def _file_clips(paths: list[str]) -> tuple[list, list[str]]:
 
 def _split_clips(args) -> tuple[Iterator, list, str]:
     """Loaders, ids and id column name of the rows of a dataset split."""
-    from .finetuning import DataTrainingArguments, load_splits
+    from ..training.finetuning import DataTrainingArguments, load_splits
 
     data_args = DataTrainingArguments(
         dataset_name=args.dataset_name,

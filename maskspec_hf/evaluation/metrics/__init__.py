@@ -5,7 +5,7 @@ The maths lives here, in plain numpy/scikit-learn functions. The `evaluate` scri
 (`accuracy/accuracy.py`, `audioset_map/audioset_map.py`) are thin wrappers that import these functions with an
 *absolute* import: `evaluate.load` copies only the script itself into its modules cache
 (`$HF_MODULES_CACHE/evaluate_modules/metrics/<name>/<hash>/<name>.py`) and imports it from there, so a relative
-import of this package would not resolve, whereas `from maskspec_hf.metrics import ...` does (evaluate's import
+import of this package would not resolve, whereas `from maskspec_hf.evaluation.metrics import ...` does (evaluate's import
 check sees it as a library dependency). As a side effect, the cached copy never goes stale: it always runs the
 installed package's maths.
 """

@@ -1,15 +1,15 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
 """AudioSet-style multi-label tagging scores (mAP, mAUC, d′) as an `evaluate` metric.
 
-Load it offline with `maskspec_hf.metrics.load_metric("audioset_map")`.
+Load it offline with `maskspec_hf.evaluation.metrics.load_metric("audioset_map")`.
 """
 
 import datasets
 import evaluate
 
 # Absolute import on purpose: evaluate runs a copy of this script from its modules cache, where a relative
-# import of the package would not resolve. The maths lives in `maskspec_hf.metrics.audioset_map`.
-from maskspec_hf.metrics import audioset_map
+# import of the package would not resolve. The maths lives in `maskspec_hf.evaluation.metrics.audioset_map`.
+from maskspec_hf.evaluation.metrics import audioset_map
 
 
 _DESCRIPTION = """\
@@ -33,7 +33,7 @@ Returns:
     num_classes_skipped_ap (`int`): classes without a positive reference, left out of mAP.
     num_classes_skipped_auc (`int`): classes whose references are all positive or all negative, left out of mAUC.
 Examples:
-    >>> from maskspec_hf.metrics import load_metric
+    >>> from maskspec_hf.evaluation.metrics import load_metric
     >>> metric = load_metric("audioset_map")
     >>> results = metric.compute(predictions=[[0.9, 0.2], [0.1, 0.3]], references=[[1, 0], [0, 0]])
     >>> results["mAP"], results["num_classes_skipped_ap"]

@@ -1,0 +1,14 @@
+"""`maskspec-classify`."""
+
+import sys
+
+from ..evaluation.classify import main as run
+from . import run_console_script
+
+
+def main(argv=None) -> int:
+    return run_console_script(run, argv, prog="maskspec-classify")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
