@@ -6,7 +6,7 @@ export HF_DATASETS_OFFLINE = 1
 export HF_EVALUATE_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install system-deps test demo benchmark
+.PHONY: install system-deps test test-fast lint format demo benchmark
 
 system-deps:
 	@command -v ffmpeg >/dev/null 2>&1 || { \
@@ -19,8 +19,20 @@ install: system-deps
 	# hearvalidator declares tensorflow (~1 GB) but needs it only for TF models: install it alone.
 	$(PIP) install -q --no-deps hearvalidator==2021.0.2
 
-test: install
+test: install lint
 	$(PYTHON) -m pytest -q tests
+
+# The edit-test loop: everything but the subprocess, multi-process and end-to-end tests (marked `slow`).
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow" tests
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format:
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) -m ruff format .
 
 demo: install
 	$(PYTHON) examples/demo.py --output_dir outputs/demo

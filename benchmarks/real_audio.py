@@ -220,6 +220,8 @@ _PROGRAM_PITCH = {
 
 def _pitch_range(program: int) -> tuple[int, int]:
     return _PROGRAM_PITCH.get(program, _FAMILY_PITCH[program // 8])
+
+
 # Instrument sources: soundfonts rendered by fluidsynth, and the freepats patch set rendered by TiMidity++.
 # FluidR3_GM and MuseScore_General (derived from FluidR3) share samples, and so do TimGM6mb and Csound's sf_GMbank:
 # each related pair is kept on one side of the split.
@@ -234,6 +236,8 @@ def source_programs(source: str) -> tuple[int, ...]:
     if source == "freepats":
         return tuple(p for p in FREEPATS_PROGRAMS if p not in _FREEPATS_QUIET)
     return tuple(range(128))
+
+
 GM_PROGRAM_NAMES = (
     "Acoustic Grand Piano", "Bright Acoustic Piano", "Electric Grand Piano", "Honky-tonk Piano", "Electric Piano 1",
     "Electric Piano 2", "Harpsichord", "Clavinet", "Celesta", "Glockenspiel", "Music Box", "Vibraphone", "Marimba",
@@ -703,7 +707,7 @@ def _corpus_espeak(rng, count, n):
         voice = f"{base}+{rng.choice(voices['espeak_variants'])}"
         speed, pitch, perturb = rng.uniform(120, 230), rng.uniform(15, 85), rng.uniform(0.92, 1.1)
 
-        def piece():
+        def piece(voice=voice, speed=speed, pitch=pitch, perturb=perturb):
             x, rate = _espeak(_words(rng, sentences, 14), voice, speed, pitch)
             return _resample(_to_mono(x), rate * perturb)
 
@@ -721,7 +725,7 @@ def _corpus_tts(rng, count, n, tmpdir):
     clips = []
     for i, voice in enumerate(chosen):
         pair = itertools.cycle(waves[2 * i : 2 * i + 2])
-        clips.append((_concat_until(rng, n, lambda: next(pair)), voice))
+        clips.append((_concat_until(rng, n, lambda pair=pair: next(pair)), voice))
     return clips
 
 
@@ -734,7 +738,7 @@ def _corpus_human_speech(rng, count, n):
     clips = []
     for _ in range(count):
         lang = str(rng.choice(sorted(files)))
-        x = _concat_until(rng, n, lambda: _read_audio(str(rng.choice(files[lang]))))
+        x = _concat_until(rng, n, lambda lang=lang: _read_audio(str(rng.choice(files[lang]))))
         clips.append((x, f"asterisk:{lang}"))
     return clips
 
@@ -1280,8 +1284,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         start = time.time()
         for name, score in baseline_scores(args.out_dir, args.seed).items():
-            print(f"baseline (pooled log-mel + logistic regression) {name}: test accuracy "
-                  f"{score['test_accuracy']:.3f} (train {score['train_accuracy']:.3f}, chance {score['chance']:.3f})")
+            print(
+                f"baseline (pooled log-mel + logistic regression) {name}: test accuracy "
+                f"{score['test_accuracy']:.3f} (train {score['train_accuracy']:.3f}, chance {score['chance']:.3f})"
+            )
         print(f"baseline seconds: {time.time() - start:.1f}")
     return 0
 

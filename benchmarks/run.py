@@ -524,7 +524,9 @@ def measure_pipeline(args) -> None:
             path = os.path.join(tmp, f"clip{i:03d}.flac")
             sf.write(path, wave, 48000, format="FLAC", subtype="PCM_16")
             paths.append(path)
-        dataset = datasets.Dataset.from_dict({"audio": paths}).cast_column("audio", datasets.Audio(sampling_rate=32000))
+        dataset = datasets.Dataset.from_dict({"audio": paths}).cast_column(
+            "audio", datasets.Audio(sampling_rate=32000)
+        )
 
         # Split of the work, in this process (one thread, as in a worker): decode only, then features only.
         torch.set_num_threads(1)
@@ -674,8 +676,11 @@ def remeasure_peak() -> None:
     if args is None:
         return
     log("matmul peak again (the higher of the two measurements counts)")
-    fp32 = max(_matmul_rate(n, torch.float32, layout, args.peak_reps) for n in args.peak_sizes_fp32[-1:]
-               for layout in ("NN", "NT", "TN"))
+    fp32 = max(
+        _matmul_rate(n, torch.float32, layout, args.peak_reps)
+        for n in args.peak_sizes_fp32[-1:]
+        for layout in ("NN", "NT", "TN")
+    )
     bf16 = max(_matmul_rate(n, torch.bfloat16, "TN", args.peak_reps) for n in args.peak_sizes_bf16)
     record = next(r for r in RECORDS if r.name == "matmul_peak_gflops_bf16_vs_fp32")
     record.note += f"; at the end of the run: fp32 {fp32:.1f}, bf16 (TN) {bf16:.1f}"
@@ -692,15 +697,23 @@ def flop_efficiency_records() -> None:
             batch = STATE[f"pretrain_{size}_batch"]
             flops = pretraining_flops(ours_config(size), num_patches, batch)
             rows.append(
-                (f"flops_pretrain_{size}_fp32", flops / STATE[f"pretrain_{size}_fp32_s"] / 1e9, "fp32",
-                 f"{flops / 1e9:.0f} GFLOP per step (batch {batch}, 3 x forward)")
+                (
+                    f"flops_pretrain_{size}_fp32",
+                    flops / STATE[f"pretrain_{size}_fp32_s"] / 1e9,
+                    "fp32",
+                    f"{flops / 1e9:.0f} GFLOP per step (batch {batch}, 3 x forward)",
+                )
             )
         if f"infer_{size}_fp32_s" in STATE:
             batch = STATE[f"infer_{size}_batch"]
             flops = inference_flops(ours_config(size, num_labels=NUM_LABELS), num_patches, batch)
             rows.append(
-                (f"flops_infer_{size}_fp32", flops / STATE[f"infer_{size}_fp32_s"] / 1e9, "fp32",
-                 f"{flops / 1e9:.0f} GFLOP per batch of {batch}")
+                (
+                    f"flops_infer_{size}_fp32",
+                    flops / STATE[f"infer_{size}_fp32_s"] / 1e9,
+                    "fp32",
+                    f"{flops / 1e9:.0f} GFLOP per batch of {batch}",
+                )
             )
     if "pretrain_bf16_gflops" in STATE:
         rows.append(("flops_pretrain_tiny_bf16", STATE["pretrain_bf16_gflops"], "bf16", "autocast step"))
@@ -823,9 +836,11 @@ def machine_info(args) -> dict:
 
 def print_table(info: dict) -> None:
     print()
-    print(f"MaskSpec-HF vs transformers peers: {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
-          f"transformers {info['transformers']}, {info['date']}; load average {info['load_average_start']} -> "
-          f"{info['load_average_end']}")
+    print(
+        f"MaskSpec-HF vs transformers peers: {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
+        f"transformers {info['transformers']}, {info['date']}; load average {info['load_average_start']} -> "
+        f"{info['load_average_end']}"
+    )
     print("ratio > 1 = ours better (rates: ours/peer; ms and MiB: peer/ours), from the medians; paired = median of")
     print("the ratios of adjacent ours/peer runs; cpu = the same from process CPU time")
     header = f"{'measure':<46} {'ours':>9} {'peer':>9} {'unit':<8} {'ratio':>6} {'paired':>6} {'cpu':>6}  target"
@@ -880,8 +895,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown groups {sorted(unknown)}; choose from {GROUPS}")
     info = machine_info(args)
-    log(f"{info['cpu']} ({info['cpu_capability']}, avx512_bf16={info['avx512_bf16']}, amx={info['amx_bf16']}), "
-        f"{args.threads} threads, torch {torch.__version__}, transformers {transformers.__version__}")
+    log(
+        f"{info['cpu']} ({info['cpu_capability']}, avx512_bf16={info['avx512_bf16']}, amx={info['amx_bf16']}), "
+        f"{args.threads} threads, torch {torch.__version__}, transformers {transformers.__version__}"
+    )
     start = time.perf_counter()
     measures = {
         "peak": measure_peak,

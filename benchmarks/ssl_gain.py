@@ -45,7 +45,9 @@ import real_audio  # noqa: E402
 TASKS = ("keywords", "instruments")
 # Pre-training decoder for a CPU budget: the paper's 8 x 512 decoder is over 90 % of a Tiny step's FLOPs at mask 0.75
 # (it runs on all patches); 2 blocks of width 256 give ~6x more steps in the same time. The encoder is Tiny as is.
-DECODER_2x256 = "decoder_num_hidden_layers=2,decoder_hidden_size=256,decoder_num_attention_heads=8,decoder_intermediate_size=1024"
+DECODER_2x256 = (
+    "decoder_num_hidden_layers=2,decoder_hidden_size=256,decoder_num_attention_heads=8,decoder_intermediate_size=1024"
+)
 
 
 def parse_args(argv=None):
@@ -57,18 +59,27 @@ def parse_args(argv=None):
     parser.add_argument("--pretrain_clip_seconds", type=float, default=2.08, help="Random crops of the corpus clips.")
     parser.add_argument("--pretrain_batch_size", type=int, default=64)
     parser.add_argument("--pretrain_learning_rate", type=float, default=1.5e-3)
-    parser.add_argument("--config_overrides", default=DECODER_2x256 + ",norm_pix_loss=False",
-                        help="MaskSpecConfig fields for pre-training (Tiny preset otherwise).")
+    parser.add_argument(
+        "--config_overrides",
+        default=DECODER_2x256 + ",norm_pix_loss=False",
+        help="MaskSpecConfig fields for pre-training (Tiny preset otherwise).",
+    )
     parser.add_argument("--finetune_steps", type=int, default=150, help="Optimizer steps of every fine-tuning run.")
     parser.add_argument("--finetune_batch_size", type=int, default=32)
     parser.add_argument("--finetune_learning_rate", type=float, default=1e-3)
-    parser.add_argument("--finetune_args", default="",
-                        help="Extra arguments for maskspec_hf.training.finetuning (e.g. '--mixup_alpha 0 --patchout_ratio 0').")
+    parser.add_argument(
+        "--finetune_args",
+        default="",
+        help="Extra maskspec_hf.training.finetuning options as a JSON object (e.g. "
+        '\'{"mixup_alpha": 0, "patchout_ratio": 0}\'); they win over this script\'s.',
+    )
     parser.add_argument("--label_fractions", default="0.1,1.0")
     parser.add_argument("--skip_finetune", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_install", action="store_true", help="Fail instead of apt-get installing sound packages.")
-    parser.add_argument("--quick", action="store_true", help="Tiny budgets everywhere: checks the path, not the claim.")
+    parser.add_argument(
+        "--quick", action="store_true", help="Tiny budgets everywhere: checks the path, not the claim."
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.pretrain_minutes = min(args.pretrain_minutes, 1.5)
@@ -85,44 +96,47 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def pretraining_argv(args, corpus_dir: Path, output_dir: Path, max_steps: int, minutes: float,
-                     calibration: bool = False) -> list[str]:  # fmt: skip
-    return [
-        "--data_dir", str(corpus_dir),
-        "--output_dir", str(output_dir),
-        "--overwrite_output_dir",
-        "--model_size", "tiny",
-        "--config_overrides", args.config_overrides,
-        "--clip_seconds", str(args.pretrain_clip_seconds),
-        "--per_device_train_batch_size", str(args.pretrain_batch_size),
-        "--learning_rate", str(args.pretrain_learning_rate),
-        "--no_scale_lr",
-        "--max_steps", str(max_steps),
-        "--max_train_minutes", f"{minutes:.3f}",
-        "--warmup_steps", str(max(1, min(100, max_steps // 10))),
-        "--checkpointing_steps", "0" if calibration else str(max(1, max_steps // 4)),
-        "--checkpoints_total_limit", "1",
-        "--image_steps", "0" if calibration else str(max(1, max_steps // 2)),
-        "--logging_steps", "10",
-        "--dataloader_num_workers", "1",
-        "--seed", str(args.seed),
-    ]  # fmt: skip
+def pretraining_arguments(args, corpus_dir: Path, output_dir: Path, max_steps: int, minutes: float,
+                          calibration: bool = False) -> tuple:  # fmt: skip
+    """`pretrain`'s `(model_args, data_args, training_args)` for one run on the corpus."""
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.loading import ModelArguments
+    from maskspec_hf.training.pretraining import PretrainingArguments
+
+    model_args = ModelArguments(model_name_or_path="tiny", config_overrides=args.config_overrides)
+    data_args = DataArguments(data_dir=str(corpus_dir), max_length_seconds=args.pretrain_clip_seconds)
+    training_args = PretrainingArguments(
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,
+        per_device_train_batch_size=args.pretrain_batch_size,
+        learning_rate=args.pretrain_learning_rate,
+        scale_lr=False,
+        max_steps=max_steps,
+        max_train_minutes=round(minutes, 3),
+        warmup_steps=max(1, min(100, max_steps // 10)),
+        checkpointing_steps=0 if calibration else max(1, max_steps // 4),
+        checkpoints_total_limit=1,
+        image_steps=0 if calibration else max(1, max_steps // 2),
+        logging_steps=10,
+        dataloader_num_workers=1,
+        seed=args.seed,
+    )
+    return model_args, data_args, training_args
 
 
 def run_pretraining(args, corpus_dir: Path, output_dir: Path) -> tuple[dict, list[dict]]:
-    from maskspec_hf.training.pretraining import parse_args as pretraining_args
-    from maskspec_hf.training.pretraining import train
+    from maskspec_hf.training.pretraining import pretrain
 
     # Calibrate: time a few steps (after the first, which pays for warm-up), then size the schedule to the budget.
     calibration = output_dir.parent / "pretraining_calibration"
-    train(pretraining_args(pretraining_argv(args, corpus_dir, calibration, 12, 10.0, calibration=True)))
+    pretrain(*pretraining_arguments(args, corpus_dir, calibration, 12, 10.0, calibration=True))
     times = [json.loads(line) for line in open(calibration / "logs" / "train_log.jsonl")]
     step_seconds = float(np.median([args.pretrain_batch_size / row["clips_per_second"] for row in times[2:]]))
     shutil.rmtree(calibration, ignore_errors=True)
     # The loop also saves checkpoints and figures; keep ~4 % of the budget for them.
     max_steps = max(10, int(0.96 * args.pretrain_minutes * 60 / step_seconds))
     log(f"pre-training step ~{step_seconds:.2f} s -> {max_steps} steps in {args.pretrain_minutes:g} min")
-    summary = train(pretraining_args(pretraining_argv(args, corpus_dir, output_dir, max_steps, args.pretrain_minutes)))
+    summary = pretrain(*pretraining_arguments(args, corpus_dir, output_dir, max_steps, args.pretrain_minutes))
     history = [json.loads(line) for line in open(output_dir / "logs" / "train_log.jsonl")]
     return summary, history
 
@@ -189,46 +203,54 @@ def label_subset(dataset, fraction: float, seed: int):
     return dataset.select(sorted(keep))
 
 
-def finetuning_argv(args, init: str, pretrained_dir: Path, data_folder: Path, output_dir: Path,
-                    clip_seconds: float) -> list[str]:  # fmt: skip
-    """Arguments of `maskspec_hf.training.finetuning` for one run."""
-    return [
-        "--model_name_or_path", str(pretrained_dir) if init == "pre-trained" else "tiny",
-        "--dataset_name", str(data_folder),
-        "--eval_split_name", "test",
-        "--label_column_name", "label",
-        "--output_dir", str(output_dir),
-        "--do_train", "--do_eval",
-        "--max_steps", str(args.finetune_steps),
-        "--per_device_train_batch_size", str(args.finetune_batch_size),
-        "--per_device_eval_batch_size", "64",
-        "--learning_rate", str(args.finetune_learning_rate),
-        "--warmup_steps", str(max(1, args.finetune_steps // 10)),
-        "--lr_scheduler_type", "cosine",
-        "--weight_decay", "0.05",
-        "--max_length_seconds", str(clip_seconds),
+def finetuning_arguments(args, init: str, pretrained_dir: Path, data_folder: Path, output_dir: Path,
+                         clip_seconds: float) -> tuple:  # fmt: skip
+    """`finetune`'s `(model_args, data_args, finetuning_args, training_args)` for one run (`--finetune_args` last)."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.loading import ModelArguments
+    from maskspec_hf.training.finetuning import FinetuningArguments
+
+    options = {
+        "model_name_or_path": str(pretrained_dir) if init == "pre-trained" else "tiny",
+        "dataset_name": str(data_folder),
+        "eval_split_name": "test",
+        "label_column_name": "label",
+        "output_dir": str(output_dir),
+        "do_train": True, "do_eval": True,
+        "max_steps": args.finetune_steps,
+        "per_device_train_batch_size": args.finetune_batch_size,
+        "per_device_eval_batch_size": 64,
+        "learning_rate": args.finetune_learning_rate,
+        "warmup_steps": max(1, args.finetune_steps // 10),
+        "lr_scheduler_type": "cosine",
+        "weight_decay": 0.05,
+        "max_length_seconds": clip_seconds,
         # The same short recipe for both initializations, so that only the weights differ. With ~150 steps the
         # package's AudioSet recipe (mixup, SpecAugment, patchout, layer-wise LR decay 0.75) does not fit even the
         # training clips (train loss stays at ln 10 on 300 keyword clips, pre-trained or not), so it is off here.
-        "--no_augment",
-        "--layer_decay", "1.0",
-        "--label_smoothing", "0.0",
-        "--eval_strategy", "no",
-        "--save_strategy", "no",
-        "--report_to", "none",
-        "--logging_steps", "20",
-        "--dataloader_num_workers", "1",
-        "--seed", str(args.seed),
-        "--disable_tqdm", "true",
-        *args.finetune_args.split(),
-    ]  # fmt: skip
+        "augment": False,
+        "layer_decay": 1.0,
+        "label_smoothing": 0.0,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "report_to": "none",
+        "logging_steps": 20,
+        "dataloader_num_workers": 1,
+        "seed": args.seed,
+        "disable_tqdm": True,
+        **json.loads(args.finetune_args or "{}"),
+    }  # fmt: skip
+    parser = HfArgumentParser((ModelArguments, DataArguments, FinetuningArguments, TrainingArguments))
+    return parser.parse_dict(options)
 
 
 def run_finetuning(args, task_data, fraction: float, init: str, pretrained_dir: Path, output_dir: Path,
                    clip_seconds: float) -> dict:  # fmt: skip
     import datasets
 
-    from maskspec_hf.training.finetuning import main as finetune
+    from maskspec_hf.training.finetuning import finetune
 
     data_folder = output_dir.parent / f"data-{output_dir.parent.name}-{fraction:g}"
     if not (data_folder / "dataset_dict.json").exists():
@@ -236,8 +258,7 @@ def run_finetuning(args, task_data, fraction: float, init: str, pretrained_dir: 
             train=label_subset(task_data["train"], fraction, args.seed), test=task_data["test"]
         )
         subset.save_to_disk(str(data_folder))
-    argv = finetuning_argv(args, init, pretrained_dir, data_folder, output_dir, clip_seconds)
-    metrics = finetune(argv)
+    metrics = finetune(*finetuning_arguments(args, init, pretrained_dir, data_folder, output_dir, clip_seconds))
     for child in output_dir.glob("*.safetensors"):  # 8 runs x 22 MB: keep the metrics, drop the weights
         child.unlink()
     if init == "pre-trained":  # the last run on this subset: drop its copy of the audio (save_to_disk embeds it)
@@ -277,13 +298,18 @@ def markdown(results: dict) -> str:
             f"Fine-tuning with `maskspec_hf.training.finetuning` ({meta['finetune_steps']} steps, batch "
             f"{meta['finetune_batch_size']}, the same short recipe for both: no augmentation, no layer decay), test accuracy:",
             "",
-            "| task | " + " | ".join(f"scratch, {f:.0%} labels | **pre-trained, {f:.0%} labels**" for f in fractions) + " |",
+            "| task | "
+            + " | ".join(f"scratch, {f:.0%} labels | **pre-trained, {f:.0%} labels**" for f in fractions)
+            + " |",
             "|---|" + "---:|---:|" * len(fractions),
         ]
         for task, runs in finetune.items():
             cells = []
             for f in fractions:
-                cells += [f"{runs[f'scratch@{f:g}']['accuracy']:.3f}", f"**{runs[f'pre-trained@{f:g}']['accuracy']:.3f}**"]
+                cells += [
+                    f"{runs[f'scratch@{f:g}']['accuracy']:.3f}",
+                    f"**{runs[f'pre-trained@{f:g}']['accuracy']:.3f}**",
+                ]
             lines.append(f"| {task} | " + " | ".join(cells) + " |")
     lines += ["", "Targets (issue 6):", ""]
     for line in results["targets"]:
@@ -318,19 +344,9 @@ def plot(results: dict, history: list[dict], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [row["step"] for row in history]
-    losses = np.array([row["loss"] for row in history])
-    smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, losses, alpha=0.3, label="per step")
-    ax.plot(steps[len(steps) - len(smooth):], smooth, label="mean of 20")
-    ax.set_xlabel("step")
-    ax.set_ylabel("masked-patch MSE")
-    ax.set_title("MaskSpec-Tiny pre-training loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "pretraining_loss.png", dpi=120)
-    plt.close(fig)
+    from maskspec_hf.training.figures import loss_figure
+
+    loss_figure(history, out_dir / "pretraining_loss.png", title="MaskSpec-Tiny pre-training loss")
 
     bars = {}
     for task, p in results["probe"].items():
@@ -418,7 +434,9 @@ def main(argv=None) -> dict:
                     runs[f"{init}@{fraction:g}"] = run_finetuning(
                         args, data[task], fraction, init, final, run_dir, clip_seconds[task]
                     )
-                    log(f"  {task}, {init}, {fraction:.0%} labels: accuracy {runs[f'{init}@{fraction:g}']['accuracy']:.3f}")
+                    log(
+                        f"  {task}, {init}, {fraction:.0%} labels: accuracy {runs[f'{init}@{fraction:g}']['accuracy']:.3f}"
+                    )
             results["finetune"][task] = runs
 
     results["meta"] = {

@@ -6,7 +6,7 @@
 2. Pre-trains MaskSpec-Tiny (12 blocks, width 192) on it with `maskspec_hf.training.pretraining`, the same code path as
    AudioSet (a lighter decoder than the paper's 8x512 one keeps this to a few minutes on 2 CPU cores).
 3. Trains the same classifier twice for the labelled events: a linear probe (frozen encoder, two pooled readouts,
-   scikit-learn logistic regression) on the pre-trained encoder and on the same encoder at random init, and prints
+   `maskspec_hf.evaluation.probe`'s logistic regression) on the pre-trained encoder and on the same encoder at random init, and prints
    both scores.
 4. Leaves the reconstruction figure and the Hub-ready folder (config with auto_map, model.safetensors,
    preprocessor_config.json, README.md model card) in the output directory.
@@ -46,8 +46,12 @@ def parse_args(argv=None):
         help="Time budget of the whole demo: on a slow or busy machine pre-training stops early so that it finishes "
         "in time.",
     )
-    parser.add_argument("--probe_reserve_minutes", type=float, default=3.0,
-                        help="Part of --max_minutes kept for the probes and the final folder.")
+    parser.add_argument(
+        "--probe_reserve_minutes",
+        type=float,
+        default=3.0,
+        help="Part of --max_minutes kept for the probes and the final folder.",
+    )
     parser.add_argument("--decoder", default="2x256", help="Decoder blocks x width (the paper's is 8x512).")
     parser.add_argument("--num_probe_train", type=int, default=600, help="Labelled clips to train the probe on.")
     parser.add_argument("--num_probe_test", type=int, default=400, help="Held-out labelled clips to score it on.")
@@ -58,8 +62,10 @@ def parse_args(argv=None):
 
 def decoder_overrides(args) -> str:
     blocks, width = (int(v) for v in args.decoder.lower().split("x"))
-    return (f"decoder_num_hidden_layers={blocks},decoder_hidden_size={width},"
-            f"decoder_num_attention_heads={max(1, width // 32)},decoder_intermediate_size={4 * width}")
+    return (
+        f"decoder_num_hidden_layers={blocks},decoder_hidden_size={width},"
+        f"decoder_num_attention_heads={max(1, width // 32)},decoder_intermediate_size={4 * width}"
+    )
 
 
 def tiny_config(args):
@@ -70,31 +76,31 @@ def tiny_config(args):
     return config
 
 
-def pretrain(args, output_dir: Path, steps: int, minutes: float) -> dict:
-    from maskspec_hf.training.pretraining import parse_args as pretraining_args
-    from maskspec_hf.training.pretraining import train
+def run_pretraining(args, output_dir: Path, steps: int, minutes: float) -> dict:
+    """`maskspec_hf.training.pretraining.pretrain` on the built-in corpus; returns its summary."""
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.loading import ModelArguments
+    from maskspec_hf.training.pretraining import PretrainingArguments, pretrain
 
-    argv = [
-        "--output_dir", str(output_dir),
-        "--model_size", "tiny",
-        "--config_overrides", decoder_overrides(args),
-        "--synthetic_num_clips", str(args.num_pretrain_clips),
-        "--clip_seconds", str(args.clip_seconds),
-        "--per_device_train_batch_size", str(args.batch_size),
-        "--learning_rate", str(args.learning_rate),
-        "--no_scale_lr",
-        "--max_steps", str(steps),
-        "--max_train_minutes", f"{minutes:.2f}",
-        "--warmup_steps", str(max(1, steps // 10)),
-        "--checkpointing_steps", str(max(1, steps // 3)),
-        "--checkpoints_total_limit", "1",
-        "--image_steps", str(max(1, steps // 3)),
-        "--logging_steps", "5",
-        "--dataloader_num_workers", str(args.dataloader_num_workers),
-        "--seed", str(args.seed),
-        "--overwrite_output_dir",
-    ]  # fmt: skip
-    return train(pretraining_args(argv))
+    model_args = ModelArguments(model_name_or_path="tiny", config_overrides=decoder_overrides(args))
+    data_args = DataArguments(synthetic_num_clips=args.num_pretrain_clips, max_length_seconds=args.clip_seconds)
+    training_args = PretrainingArguments(
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        scale_lr=False,
+        max_steps=steps,
+        max_train_minutes=round(minutes, 2),
+        warmup_steps=max(1, steps // 10),
+        checkpointing_steps=max(1, steps // 3),
+        checkpoints_total_limit=1,
+        image_steps=max(1, steps // 3),
+        logging_steps=5,
+        dataloader_num_workers=args.dataloader_num_workers,
+        seed=args.seed,
+    )
+    return pretrain(model_args, data_args, training_args)
 
 
 READOUTS = {
@@ -112,8 +118,13 @@ def embed(encoder, dataset, feature_extractor, clip_seconds: float, batch_size: 
 
     dataset, id_column = prepare_audio_dataset(dataset)
     num_samples, num_frames = num_frames_for_seconds(feature_extractor, clip_seconds)
-    processor = ClipProcessor(feature_extractor.sampling_rate, num_samples, feature_extractor.min_num_samples,
-                              id_column=id_column, random_crop=False)
+    processor = ClipProcessor(
+        feature_extractor.sampling_rate,
+        num_samples,
+        feature_extractor.min_num_samples,
+        id_column=id_column,
+        random_crop=False,
+    )
     collator = SpectrogramCollator(feature_extractor, num_frames)
     outputs = {name: [] for name in READOUTS}
     encoder.eval()
@@ -130,20 +141,16 @@ def embed(encoder, dataset, feature_extractor, clip_seconds: float, batch_size: 
 
 
 def linear_probe(train_x, train_y, train_multi, test_x, test_y, test_multi) -> dict:
-    """Logistic regression on standardized embeddings: accuracy on the dominant event, mAP on all events."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.preprocessing import StandardScaler
+    """The package's linear probe (standardized embeddings, logistic regression): accuracy on the dominant event,
+    mAP on all events."""
+    from maskspec_hf.evaluation.probe import fit_linear_probe
 
-    from maskspec_hf.evaluation.metrics import accuracy, audioset_map
-
-    scaler = StandardScaler().fit(train_x)
-    train_x, test_x = scaler.transform(train_x), scaler.transform(test_x)
-    single = LogisticRegression(C=0.5, max_iter=3000).fit(train_x, train_y)
-    multi = OneVsRestClassifier(LogisticRegression(C=0.5, max_iter=3000)).fit(train_x, train_multi)
+    options = dict(C=0.5, max_iter=3000)
     return {
-        "accuracy": float(accuracy(single.predict(test_x), test_y)["accuracy"]),
-        "mAP": float(audioset_map(multi.predict_proba(test_x), test_multi)["mAP"]),
+        "accuracy": float(
+            fit_linear_probe(train_x, train_y, test_x, test_y, multi_label=False, **options)["accuracy"]
+        ),
+        "mAP": float(fit_linear_probe(train_x, train_multi, test_x, test_multi, multi_label=True, **options)["mAP"]),
     }
 
 
@@ -158,25 +165,35 @@ def main(argv=None):
     from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForPreTraining
     from maskspec_hf.data.synthetic import SOUND_EVENT_TYPES, make_sound_events_dataset, make_sound_events_splits
 
-    print(f"== 0/3 Generating the built-in synthetic corpus: {args.num_pretrain_clips} unlabelled clips for "
-          f"pre-training, {args.num_probe_train} + {args.num_probe_test} labelled clips for the probes ==", flush=True)
+    print(
+        f"== 0/3 Generating the built-in synthetic corpus: {args.num_pretrain_clips} unlabelled clips for "
+        f"pre-training, {args.num_probe_train} + {args.num_probe_test} labelled clips for the probes ==",
+        flush=True,
+    )
     make_sound_events_dataset(args.num_pretrain_clips, seed=0, clip_seconds=args.clip_seconds)
-    splits = make_sound_events_splits(args.num_probe_train, args.num_probe_test, seed=0,
-                                      clip_seconds=args.clip_seconds)
+    splits = make_sound_events_splits(
+        args.num_probe_train, args.num_probe_test, seed=0, clip_seconds=args.clip_seconds
+    )
     # Keep the whole demo within --max_minutes: pre-training gets what is left after the data and a reserve for the
     # probes; on a slow or busy machine it stops early (with a checkpoint and the final folder written as usual).
     minutes = max(1.0, args.max_minutes - (time.perf_counter() - started) / 60 - args.probe_reserve_minutes)
     steps = args.pretrain_steps
 
-    print(f"\n== 1/3 Pre-training MaskSpec-Tiny on {args.num_pretrain_clips} built-in synthetic clips of "
-          f"{args.clip_seconds:g} s: {steps} steps, at most {minutes:.1f} min (decoder {args.decoder}) ==", flush=True)
+    print(
+        f"\n== 1/3 Pre-training MaskSpec-Tiny on {args.num_pretrain_clips} built-in synthetic clips of "
+        f"{args.clip_seconds:g} s: {steps} steps, at most {minutes:.1f} min (decoder {args.decoder}) ==",
+        flush=True,
+    )
     pretrain_started = time.perf_counter()
-    summary = pretrain(args, output_dir / "pretraining", steps, minutes)
+    summary = run_pretraining(args, output_dir / "pretraining", steps, minutes)
     pretrain_seconds = time.perf_counter() - pretrain_started
     final = Path(summary["final_dir"])
 
-    print(f"\n== 2/3 Linear probes: {args.num_probe_train} labelled training clips, {args.num_probe_test} held-out "
-          "test clips ==", flush=True)
+    print(
+        f"\n== 2/3 Linear probes: {args.num_probe_train} labelled training clips, {args.num_probe_test} held-out "
+        "test clips ==",
+        flush=True,
+    )
     classes = list(SOUND_EVENT_TYPES)
 
     def targets(split):
@@ -206,8 +223,13 @@ def main(argv=None):
             readout: linear_probe(train_x[readout], train_y, train_multi, test_x[readout], test_y, test_multi)
             for readout in READOUTS
         }
-        print(f"  {name}: " + "; ".join(f"{READOUTS[r]}: accuracy {v['accuracy']:.3f}, mAP {v['mAP']:.3f}"
-                                       for r, v in scores[name].items()), flush=True)
+        print(
+            f"  {name}: "
+            + "; ".join(
+                f"{READOUTS[r]}: accuracy {v['accuracy']:.3f}, mAP {v['mAP']:.3f}" for r, v in scores[name].items()
+            ),
+            flush=True,
+        )
     majority = float(np.mean(test_y == np.bincount(train_y).argmax()))
 
     total_seconds = time.perf_counter() - started
@@ -218,8 +240,10 @@ def main(argv=None):
         "",
         "| encoder | " + " | ".join(f"accuracy, {READOUTS[r]} | mAP, {READOUTS[r]}" for r in READOUTS) + " |",
         "|---|" + "---|---|" * len(READOUTS),
-        *[f"| {name} | " + " | ".join(f"{s[r]['accuracy']:.3f} | {s[r]['mAP']:.3f}" for r in READOUTS) + " |"
-          for name, s in scores.items()],
+        *[
+            f"| {name} | " + " | ".join(f"{s[r]['accuracy']:.3f} | {s[r]['mAP']:.3f}" for r in READOUTS) + " |"
+            for name, s in scores.items()
+        ],
         "| (majority class) | " + " | ".join(f"{majority:.3f} | -" for _ in READOUTS) + " |",
     ]
     results = {
@@ -236,13 +260,17 @@ def main(argv=None):
 
     print("\n== 3/3 Results ==\n")
     print("\n".join(table))
-    print(f"\nPre-training: {summary['step']} steps, {summary['clips_seen']} clips, final loss "
-          f"{summary['final_loss']:.4f}, {pretrain_seconds / 60:.1f} min; whole demo {total_seconds / 60:.1f} min.")
+    print(
+        f"\nPre-training: {summary['step']} steps, {summary['clips_seen']} clips, final loss "
+        f"{summary['final_loss']:.4f}, {pretrain_seconds / 60:.1f} min; whole demo {total_seconds / 60:.1f} min."
+    )
     print("\nWhere things are:")
     print(f"  reconstruction figure (input | masked input | reconstruction): {summary.get('figure')}")
     print(f"  figures during training:      {output_dir / 'pretraining' / 'images'}")
-    print(f"  Hub-ready model folder:       {final}  (README.md model card, config.json with auto_map, "
-          "model.safetensors, preprocessor_config.json)")
+    print(
+        f"  Hub-ready model folder:       {final}  (README.md model card, config.json with auto_map, "
+        "model.safetensors, preprocessor_config.json)"
+    )
     print(f"  per-step loss log:            {output_dir / 'pretraining' / 'logs' / 'train_log.jsonl'}")
     print(f"  TensorBoard:                  tensorboard --logdir {output_dir / 'pretraining' / 'runs'}")
     print(f"  these results:                {output_dir / 'results.md'}")

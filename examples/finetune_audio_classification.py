@@ -6,7 +6,7 @@ Arguments follow transformers' `examples/pytorch/audio-classification/run_audio_
 (--model_name_or_path, --dataset_name, --dataset_config_name, --data_dir, --audio_column_name, --label_column_name,
 --train_split_name, --eval_split_name, --max_length_seconds, plus all TrainingArguments); MaskSpec's recipe adds
 --mixup_alpha, --freq_mask_bins, --time_mask_frames, --patchout_ratio, --layer_decay, --label_smoothing,
---balanced_sampling, --random_crop / --no_random_crop and --no_augment. See `maskspec_hf/finetuning.py`.
+--balanced_sampling, --random_crop / --no_random_crop and --no_augment. See `maskspec_hf/training/finetuning.py`.
 
 Single-label (folder-per-class audiofolder, or a ClassLabel column such as ESC-50's):
 
@@ -27,8 +27,15 @@ From scratch: `--model_name_or_path tiny` (or small, base). On CPU, `--bf16` nee
 
 import sys
 
-from maskspec_hf.training.finetuning import cli
+from maskspec_hf.cli import run_console_script
+from maskspec_hf.cli.finetune import parse_args
+from maskspec_hf.training.finetuning import finetune
+
+
+def main(argv=None) -> dict:
+    """The metrics of the run (see `finetune`); a recipe JSON/YAML file may come first on the command line."""
+    return finetune(*parse_args(argv))
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(run_console_script(main))  # exit status 0, or 2 with a one-line message on a user error

@@ -22,7 +22,7 @@ from .modeling_maskspec import (
     MaskSpecModel,
     MaskSpecPreTrainedModel,
 )
-from .evaluation.classify import MaskSpecAudioClassificationPipeline  # noqa: F401  (registers the audio-classification pipeline)
+from .pipeline import MaskSpecAudioClassificationPipeline, register_pipeline
 
 
 __version__ = "0.1.0"
@@ -42,12 +42,15 @@ def _register() -> None:
     MaskSpecForPreTraining.register_for_auto_class("AutoModelForPreTraining")
     MaskSpecForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
     MaskSpecFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+    # `pipeline("audio-classification")`: soxr instead of torchaudio for MaskSpec models, the stock one for others.
+    register_pipeline()
 
 
 _register()
 
 __all__ = [
     "MASKSPEC_PRESETS",
+    "MaskSpecAudioClassificationPipeline",
     "MaskSpecConfig",
     "MaskSpecFeatureExtractor",
     "MaskSpecForAudioClassification",

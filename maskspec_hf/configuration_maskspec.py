@@ -152,7 +152,9 @@ class MaskSpecConfig(PreTrainedConfig):
         for name in ("hidden_size", "decoder_hidden_size"):
             if getattr(self, name) % 4 != 0:
                 # Half the channels carry time, half frequency, each as sin/cos pairs.
-                raise ValueError(f"`{name}` must be divisible by 4 for the 2-D sinusoidal positions, got {getattr(self, name)}.")
+                raise ValueError(
+                    f"`{name}` must be divisible by 4 for the 2-D sinusoidal positions, got {getattr(self, name)}."
+                )
         if self.patchout_ratio != 0 and not 0.05 <= self.patchout_ratio <= 0.95:
             raise ValueError(f"`patchout_ratio` must be 0 (off) or lie in [0.05, 0.95], got {self.patchout_ratio}.")
         if self.patch_size > self.num_mel_bins or self.patch_size > self.max_frames:

@@ -528,7 +528,11 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
 
 
 def _check_sampling_rate(rate, what: str) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 < rate < math.inf:
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float, np.integer, np.floating))
+        or not 0 < rate < math.inf
+    ):
         raise ValueError(
             f"{what} must be a positive number of Hz, got {rate!r}: pass e.g. sampling_rate=32000 (MaskSpec's rate)."
         )

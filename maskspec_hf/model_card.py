@@ -151,29 +151,53 @@ def render_model_card(
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
-    hyperparameters = dict(hyperparameters or {})
     results = dict(results or {})
     datasets = [_without_local_paths(str(d)) for d in datasets]  # a card is published: no local paths
     size = _size_name(config)
     name = model_name or (f"{size} (pre-trained)" if task == "pretraining" else f"{size} audio classifier")
+    eval_results = None
+    if task == "audio-classification":
+        eval_results = _eval_results(results, eval_dataset, eval_dataset_config, eval_split)
+    parts = [
+        _metadata_section(task, name, datasets, base_model, eval_results),
+        f"# {name}",
+        _description_section(config, task, base_model),
+        _architecture_section(config, task, size),
+        _figure_section(figure),
+        _usage_section(task),
+        _training_data_section(datasets),
+        _hyperparameters_section(hyperparameters),
+        _results_section(results, eval_dataset, eval_split),
+        _paper_results_section(),
+        extra_notes.strip() if extra_notes else None,
+        CITATION,
+    ]
+    return "\n\n".join(part for part in parts if part is not None) + "\n"
 
+
+def _eval_results(results: Mapping, eval_dataset, eval_dataset_config, eval_split) -> list[EvalResult] | None:
+    """The Hub `model-index` entries: finite numeric results measured on a Hub dataset."""
+    if not eval_dataset:
+        return None
+    return [
+        EvalResult(
+            task_type="audio-classification",
+            dataset_type=eval_dataset,
+            dataset_name=eval_dataset,
+            dataset_config=eval_dataset_config,
+            dataset_split=eval_split,
+            metric_type=metric,
+            metric_value=float(value),
+        )
+        for metric, value in results.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ] or None
+
+
+def _metadata_section(task: str, name: str, datasets: Sequence[str], base_model, eval_results) -> str:
+    """The YAML header the Hub reads; only Hub ids go in it, never local paths."""
     tags = ["maskspec", "audio", "self-supervised"]
     tags += ["masked-spectrogram-modeling", "pretraining"] if task == "pretraining" else ["audio-classification"]
-    eval_results = None
-    if task == "audio-classification" and eval_dataset:
-        eval_results = [
-            EvalResult(
-                task_type="audio-classification",
-                dataset_type=eval_dataset,
-                dataset_name=eval_dataset,
-                dataset_config=eval_dataset_config,
-                dataset_split=eval_split,
-                metric_type=metric,
-                metric_value=float(value),
-            )
-            for metric, value in results.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        ] or None
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
@@ -184,10 +208,12 @@ def render_model_card(
         model_name=name if eval_results else None,
         eval_results=eval_results,
     )
+    return f"---\n{card_data.to_yaml()}\n---"
 
-    parts = [f"---\n{card_data.to_yaml()}\n---", f"# {name}"]
+
+def _description_section(config, task: str, base_model) -> str:
     if task == "pretraining":
-        parts.append(
+        return (
             "A MaskSpec audio encoder pre-trained without labels by masked spectrogram prediction (MaskSpec, Chong et "
             "al., 2022, [arXiv:2204.12768](https://arxiv.org/abs/2204.12768)): the log-mel spectrogram is cut into "
             f"{config.patch_size}x{config.patch_size} patches, {config.mask_ratio:.0%} of them are removed at random, "
@@ -195,36 +221,42 @@ def render_model_card(
             "encoder and the pre-training decoder (`MaskSpecForPreTraining`); loading it for classification drops the "
             "decoder."
         )
-    else:
-        labels = list(getattr(config, "id2label", {}).values())
-        shown = ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
-        kind = "multi-label" if config.problem_type == "multi_label_classification" else "single-label"
-        parts.append(
-            f"A MaskSpec audio classifier ({kind}, {len(labels)} classes: {shown})"
-            + (f", fine-tuned from `{public_name(base_model)}`" if base_model else "")
-            + ". MaskSpec (Chong et al., 2022, [arXiv:2204.12768](https://arxiv.org/abs/2204.12768)) pre-trains a "
-            "ViT encoder by masked spectrogram prediction; the classifier mean-pools the encoder's patch embeddings "
-            "and applies LayerNorm and a linear layer."
-        )
-    parts.append(
+    labels = list(getattr(config, "id2label", {}).values())
+    shown = ", ".join(map(str, labels[:20])) + (", ..." if len(labels) > 20 else "")
+    kind = "multi-label" if config.problem_type == "multi_label_classification" else "single-label"
+    return (
+        f"A MaskSpec audio classifier ({kind}, {len(labels)} classes: {shown})"
+        + (f", fine-tuned from `{public_name(base_model)}`" if base_model else "")
+        + ". MaskSpec (Chong et al., 2022, [arXiv:2204.12768](https://arxiv.org/abs/2204.12768)) pre-trains a "
+        "ViT encoder by masked spectrogram prediction; the classifier mean-pools the encoder's patch embeddings "
+        "and applies LayerNorm and a linear layer."
+    )
+
+
+def _architecture_section(config, task: str, size: str) -> str:
+    text = (
         f"Architecture: {size}: width {config.hidden_size}, {config.num_hidden_layers} blocks, "
         f"{config.num_attention_heads} heads, FFN {config.intermediate_size}; "
         f"{config.patch_size}x{config.patch_size} patches of a {config.num_mel_bins}-bin log-mel spectrogram; "
         f"{config.max_frames}-frame windows."
-        + (
-            f" Decoder: width {config.decoder_hidden_size}, {config.decoder_num_hidden_layers} blocks."
-            if task == "pretraining"
-            else ""
-        )
     )
-    if figure:
-        parts.append(
-            "## Reconstruction\n\n"
-            f"![input | masked input | reconstruction]({figure})\n\n"
-            "A fixed clip: its spectrogram, the visible patches the encoder gets, and the decoder's reconstruction of "
-            "the masked ones."
-        )
+    if task == "pretraining":
+        text += f" Decoder: width {config.decoder_hidden_size}, {config.decoder_num_hidden_layers} blocks."
+    return text
 
+
+def _figure_section(figure: str | None) -> str | None:
+    if not figure:
+        return None
+    return (
+        "## Reconstruction\n\n"
+        f"![input | masked input | reconstruction]({figure})\n\n"
+        "A fixed clip: its spectrogram, the visible patches the encoder gets, and the decoder's reconstruction of "
+        "the masked ones."
+    )
+
+
+def _usage_section(task: str) -> str:
     auto_class = "AutoModelForPreTraining" if task == "pretraining" else "AutoModelForAudioClassification"
     usage = [
         "## How to use",
@@ -238,9 +270,9 @@ def render_model_card(
     if task == "pretraining":
         usage += [
             'encoder = AutoModel.from_pretrained("<this repo>")  # the encoder alone, for embeddings',
-            "inputs = feature_extractor(waveform, sampling_rate=feature_extractor.sampling_rate, return_tensors=\"pt\")",
+            'inputs = feature_extractor(waveform, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")',
             "embedding = encoder(**inputs).pooler_output  # [batch, hidden_size]",
-            "# fine-tune: AutoModelForAudioClassification.from_pretrained(\"<this repo>\", num_labels=...)",
+            '# fine-tune: AutoModelForAudioClassification.from_pretrained("<this repo>", num_labels=...)',
         ]
     else:
         usage += [
@@ -249,36 +281,49 @@ def render_model_card(
             'print(classifier("clip.wav", top_k=5))',
         ]
     usage.append("```")
-    parts.append("\n".join(usage))
+    return "\n".join(usage)
 
-    training = ["## Training data", ""]
-    training += [f"- {d}" for d in datasets] if datasets else ["- not recorded"]
-    parts.append("\n".join(training))
-    if hyperparameters:
-        parts.append("## Training hyperparameters\n\n" + _table(("hyperparameter", "value"), sorted(hyperparameters.items())))
-    if results:
-        where = f" on `{eval_dataset}`" + (f" ({eval_split})" if eval_split else "") if eval_dataset else ""
-        parts.append(f"## Results of this run{where}\n\n" + _table(("metric", "value"), list(results.items())))
-    parts.append(
+
+def _training_data_section(datasets: Sequence[str]) -> str:
+    lines = ["## Training data", ""]
+    lines += [f"- {d}" for d in datasets] if datasets else ["- not recorded"]
+    return "\n".join(lines)
+
+
+def _hyperparameters_section(hyperparameters: Mapping | None) -> str | None:
+    if not hyperparameters:
+        return None
+    rows = sorted(dict(hyperparameters).items())
+    return "## Training hyperparameters\n\n" + _table(("hyperparameter", "value"), rows)
+
+
+def _results_section(results: Mapping, eval_dataset: str | None, eval_split: str | None) -> str | None:
+    if not results:
+        return None
+    where = f" on `{eval_dataset}`" + (f" ({eval_split})" if eval_split else "") if eval_dataset else ""
+    return f"## Results of this run{where}\n\n" + _table(("metric", "value"), list(results.items()))
+
+
+def _paper_results_section() -> str:
+    return (
         "## Results reported by the MaskSpec paper (not reproduced here)\n\n"
         "Reported by the paper, not reproduced here: the scores of the paper's own checkpoints (pre-trained on "
         "AudioSet, then fine-tuned on each task). They say nothing about this checkpoint.\n\n" + paper_results_table()
     )
-    if extra_notes:
-        parts.append(extra_notes.strip())
-    parts.append(
-        "## Citation\n\n"
-        "```bibtex\n"
-        "@inproceedings{chong2023maskspec,\n"
-        "  title     = {Masked Spectrogram Prediction for Self-Supervised Audio Pre-Training},\n"
-        "  author    = {Chong, Dading and Wang, Helin and Zhou, Peilin and Zeng, Qingcheng},\n"
-        "  booktitle = {ICASSP},\n"
-        "  year      = {2023},\n"
-        "  note      = {arXiv:2204.12768}\n"
-        "}\n"
-        "```"
-    )
-    return "\n\n".join(parts) + "\n"
+
+
+CITATION = (
+    "## Citation\n\n"
+    "```bibtex\n"
+    "@inproceedings{chong2023maskspec,\n"
+    "  title     = {Masked Spectrogram Prediction for Self-Supervised Audio Pre-Training},\n"
+    "  author    = {Chong, Dading and Wang, Helin and Zhou, Peilin and Zeng, Qingcheng},\n"
+    "  booktitle = {ICASSP},\n"
+    "  year      = {2023},\n"
+    "  note      = {arXiv:2204.12768}\n"
+    "}\n"
+    "```"
+)
 
 
 def write_model_card(folder, config, **kwargs) -> Path:

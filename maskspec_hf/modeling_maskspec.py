@@ -529,7 +529,9 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
             ids_keep, mask, ids_restore = random_masking(
                 hidden_states.shape[0], hidden_states.shape[1], mask_ratio, noise=noise, device=hidden_states.device
             )
-            hidden_states = torch.gather(hidden_states, 1, ids_keep[:, :, None].expand(-1, -1, hidden_states.shape[-1]))
+            hidden_states = torch.gather(
+                hidden_states, 1, ids_keep[:, :, None].expand(-1, -1, hidden_states.shape[-1])
+            )
             if patch_mask is not None:
                 patch_mask = torch.gather(patch_mask, 1, ids_keep)
 

@@ -88,8 +88,12 @@ def write_audioset_parquet(path: Path, num_good: int, prefix: str = "clip", with
 def write_audioset_shards(folder: Path, num_files: int, num_good_per_file: int) -> list[Path]:
     """Several parquet shards (no broken clips), as the Hub serves AudioSet."""
     return [
-        write_audioset_parquet(Path(folder) / f"train-{i:05d}-of-{num_files:05d}.parquet", num_good_per_file,
-                               prefix=f"shard{i}", with_bad=False)
+        write_audioset_parquet(
+            Path(folder) / f"train-{i:05d}-of-{num_files:05d}.parquet",
+            num_good_per_file,
+            prefix=f"shard{i}",
+            with_bad=False,
+        )
         for i in range(num_files)
     ]
 

@@ -15,10 +15,25 @@ import soundfile as sf
 import torch
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForAudioClassification
-from maskspec_hf.training.finetuning import MaskSpecDataCollator
-from maskspec_hf.training.finetuning import main as finetune_main
-from maskspec_hf.evaluation.classify import main as classify_main
-from maskspec_hf.evaluation.probe import main as probe_main
+from maskspec_hf.cli import classify as classify_cli
+from maskspec_hf.cli import finetune as finetune_cli
+from maskspec_hf.cli import probe as probe_cli
+from maskspec_hf.data.classification import MaskSpecDataCollator
+from maskspec_hf.evaluation.classify import classify
+from maskspec_hf.evaluation.probe import probe
+from maskspec_hf.training.finetuning import finetune
+
+
+def finetune_main(argv: list[str]) -> dict:
+    return finetune(*finetune_cli.parse_args(argv))
+
+
+def probe_main(argv: list[str]) -> dict:
+    return probe(*probe_cli.parse_args(argv))
+
+
+def classify_main(argv: list[str]) -> list[dict]:
+    return classify(*classify_cli.parse_args(argv))
 
 
 RATE = 32000
@@ -154,8 +169,8 @@ def test_classify_writes_good_rows_and_an_error_per_bad_file(classifier_folder, 
     bad = write_bad_clips(clips, "bad")
     sf.write(clips / "bad_short.wav", tone(300.0, seconds=0.02), RATE)  # shorter than one patch
     bad["bad_short.wav"] = "too_short"
-    model = ["--model", str(classifier_folder), "--inputs", str(clips), "--no_progress", "--top_k", "2"]
-    results = classify_main(model + ["--output", str(tmp_path / "out.csv"), "--batch_size", "3"])
+    model = ["--model_name_or_path", str(classifier_folder), "--inputs", str(clips), "--no_progress", "--top_k", "2"]
+    results = classify_main(model + ["--output_file", str(tmp_path / "out.csv"), "--batch_size", "3"])
     out = capsys.readouterr().out
     assert "top-2 labels of 3 clips" in out and "Skipped 5 of 8 clips" in out
     assert len(results) == 8
@@ -169,7 +184,7 @@ def test_classify_writes_good_rows_and_an_error_per_bad_file(classifier_folder, 
         else:
             assert row["label_1"] == "" and row["error"].split(":")[0] in np.atleast_1d(bad[name])
     # The JSON output (and a batch size that puts bad and good files in one batch another way) agrees.
-    classify_main(model + ["--output", str(tmp_path / "out.json"), "--batch_size", "8"])
+    classify_main(model + ["--output_file", str(tmp_path / "out.json"), "--batch_size", "8"])
     entries = {Path(e["file"]).name: e for e in json.loads((tmp_path / "out.json").read_text())}
     assert all(("predictions" in e) == name.startswith("good") for name, e in entries.items())
     for name, row in rows.items():
@@ -187,16 +202,26 @@ def test_classify_a_dataset_split_with_a_corrupt_row(classifier_folder, tmp_path
     dataset = dataset.cast_column("audio", datasets.Audio())
     datasets.DatasetDict({"test": dataset}).save_to_disk(str(tmp_path / "ds"))
     output = tmp_path / "preds.json"
-    classify_main(["--model", str(classifier_folder), "--dataset_name", str(tmp_path / "ds"), "--output", str(output),
-                   "--id_column_name", "video_id", "--no_progress"])  # fmt: skip
+    classify_main(["--model_name_or_path", str(classifier_folder), "--dataset_name", str(tmp_path / "ds"),
+                   "--eval_split_name", "test", "--output_file", str(output), "--id_column_name", "video_id",
+                   "--no_progress"])  # fmt: skip
     data = json.loads(output.read_text())
     assert [d["video_id"] for d in data] == ["y0", "y1", "y2"]
     assert "predictions" in data[0] and "predictions" in data[2] and data[1]["reason"] == "decode_error"
 
 
-def test_classify_fails_when_no_clip_could_be_classified_but_still_writes_the_errors(classifier_folder, tmp_path):
+def test_classify_fails_when_no_clip_could_be_classified_but_still_writes_the_errors(
+    classifier_folder, tmp_path, capsys, monkeypatch
+):
     clips = tmp_path / "clips"
     bad = write_bad_clips(clips, "bad")
-    with pytest.raises(ValueError, match="None of the 4 clips could be classified"):
-        classify_main(["--model", str(classifier_folder), "--inputs", str(clips), "--output", str(tmp_path / "o.json")])
+    argv = ["--model_name_or_path", str(classifier_folder), "--inputs", str(clips), "--output_file",
+            str(tmp_path / "o.json")]  # fmt: skip
+    results = classify_main(argv)  # the function returns every error entry ...
+    assert len(results) == 4 and all("error" in r for r in results)
+    monkeypatch.delenv("MASKSPEC_TRACEBACK", raising=False)
+    capsys.readouterr()
+    assert classify_cli.main(argv) == 2  # ... and the command fails, with one line naming the cause
+    err = capsys.readouterr().err
+    assert "maskspec-classify: error: None of the 4 clips could be classified" in err and "Traceback" not in err
     assert {Path(e["file"]).name for e in json.loads((tmp_path / "o.json").read_text())} == set(bad)

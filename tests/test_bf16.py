@@ -130,8 +130,10 @@ def test_bf16_inference_logits_close_to_fp32(features):
         padded = torch.cat([short, torch.zeros(1, 64, short.shape[-1], dtype=torch.bfloat16)], dim=1)
         mask = torch.cat([torch.ones(1, 96, dtype=torch.int32), torch.zeros(1, 64, dtype=torch.int32)], dim=1)
         alone = model_bf16(short).logits
-        in_batch = model_bf16(torch.cat([padded, features["input_values"][1:2].bfloat16()]),
-                              attention_mask=torch.cat([mask, torch.ones(1, 160, dtype=torch.int32)])).logits[:1]
+        in_batch = model_bf16(
+            torch.cat([padded, features["input_values"][1:2].bfloat16()]),
+            attention_mask=torch.cat([mask, torch.ones(1, 160, dtype=torch.int32)]),
+        ).logits[:1]
         torch.testing.assert_close(in_batch.float(), alone.float(), atol=2e-2, rtol=2e-2)
 
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 from audioset_fixture import write_audiofolder
-from test_pretraining import TINY, one_thread_and_fresh_accelerate, read_log  # noqa: F401 - the fixture is autouse
+from test_pretraining import TINY, main, one_thread_and_fresh_accelerate, read_log  # noqa: F401 - autouse fixture
 
-from maskspec_hf.training.pretraining import (
+from maskspec_hf.training.checkpoints import (
     CheckpointWriteError,
     checkpoint_problem,
     list_checkpoints,
-    main,
     resolve_checkpoint,
 )
 
@@ -40,7 +39,7 @@ def run_args(root: Path, output_dir: Path, *extra: str) -> list[str]:
         "--config_name", str(root / "tiny.json"),
         "--data_dir", str(root / "af"),
         "--cache_dir", str(root / "hf_cache"),
-        "--clip_seconds", "1",
+        "--max_length_seconds", "1",
         "--per_device_train_batch_size", "4",
         "--max_steps", str(STEPS),
         "--checkpointing_steps", "1",
@@ -117,19 +116,23 @@ def test_naming_a_damaged_checkpoint_is_a_clear_error(finished_run, tmp_path):
         resolve_checkpoint("latest", output_dir)
 
 
-def test_latest_skips_damaged_checkpoints_and_resumes_exactly_from_the_newest_whole_one(finished_run, tmp_path, caplog):
+def test_latest_skips_damaged_checkpoints_and_resumes_exactly_from_the_newest_whole_one(
+    finished_run, tmp_path, caplog
+):
     output_dir = copy_run(finished_run, tmp_path / "out")
     truncate(output_dir / "checkpoints" / "step-3" / "model.safetensors")
     truncate(output_dir / "checkpoints" / "step-2" / "data_state.rank0.json")
     args = run_args(finished_run.parent, output_dir, "--resume_from_checkpoint", "latest")
     # Stop after one step (a time limit saves a checkpoint) and keep one checkpoint: the damaged step-3, from the
     # run's abandoned future, must not survive in place of the new step-2.
-    with caplog.at_level(logging.WARNING, logger="maskspec_hf.training.pretraining"):
+    with caplog.at_level(logging.WARNING, logger="maskspec_hf.training.checkpoints"):
         summary = run(args + ["--max_train_minutes", "1e-6", "--checkpoints_total_limit", "1"])
     assert summary["resumed_from"].endswith("step-1") and summary["step"] == 2 and summary["stopped_by_time_limit"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("skipping the damaged checkpoint" in w and "step-3" in w and "model.safetensors: truncated" in w
-               for w in warnings), warnings
+    assert any(
+        "skipping the damaged checkpoint" in w and "step-3" in w and "model.safetensors: truncated" in w
+        for w in warnings
+    ), warnings
     assert any("step-2" in w and "data_state.rank0.json: JSONDecodeError" in w for w in warnings), warnings
     assert [s for s, _ in list_checkpoints(output_dir)] == [2]
     assert checkpoint_problem(output_dir / "checkpoints" / "step-2") is None
@@ -159,10 +162,16 @@ def _failing_torch_save(monkeypatch, error: Exception, at: str, seen: dict):
     [
         (OSError(errno.ENOSPC, "No space left on device"), None, "no space left on device"),
         # What torch.save really raises on a full disk: no errno, only its zip writer's complaint.
-        (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), 4096,
-         "no space left on device, 0.0 MiB free"),
-        (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), 2**40,
-         "the write failed"),
+        (
+            RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),
+            4096,
+            "no space left on device, 0.0 MiB free",
+        ),
+        (
+            RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),
+            2**40,
+            "the write failed",
+        ),
     ],
 )
 def test_a_failed_checkpoint_write_is_a_clear_error_and_the_earlier_checkpoint_survives(

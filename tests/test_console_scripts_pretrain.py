@@ -6,11 +6,14 @@ import shutil
 import subprocess
 
 import pytest
+from test_pretraining import QUIET_RUN
 
 
-TINY_OVERRIDES = ("hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
-                  "decoder_hidden_size=64,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,"
-                  "decoder_intermediate_size=128")
+TINY_OVERRIDES = (
+    "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128,"
+    "decoder_hidden_size=64,decoder_num_hidden_layers=1,decoder_num_attention_heads=2,"
+    "decoder_intermediate_size=128"
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +25,32 @@ def script():
 
 
 def run(script, tmp_path, *args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "MASKSPEC_HF_CACHE": str(tmp_path / "maskspec_cache")}
-    command = [script, "--output_dir", str(tmp_path / "out"), "--model_size", "tiny", "--config_overrides",
-               TINY_OVERRIDES, "--clip_seconds", "1", "--synthetic_num_clips", "4", "--per_device_train_batch_size",
-               "2", "--max_steps", "2", "--image_steps", "0", "--checkpointing_steps", "0",
-               "--dataloader_num_workers", "0", "--report_to", "none", *args]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "MASKSPEC_HF_CACHE": str(tmp_path / "maskspec_cache"),
+    }
+    command = [
+        script,
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--model_name_or_path",
+        "tiny",
+        "--config_overrides",
+        TINY_OVERRIDES,
+        "--max_length_seconds",
+        "1",
+        "--synthetic_num_clips",
+        "4",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "2",
+        *QUIET_RUN,
+        *args,
+    ]
     # The timeout only detects a hang.
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 

@@ -19,19 +19,10 @@ from audioset_fixture import (
 from datasets.distributed import split_dataset_by_node
 
 from maskspec_hf import MaskSpecFeatureExtractor
-from maskspec_hf.data import (
-    ClipProcessor,
-    EmptySplitError,
-    MapStyleBatches,
-    SpectrogramCollator,
-    StreamingBatches,
-    decode_audio,
-    epoch_indices,
-    load_audio_dataset,
-    min_samples_for_one_patch,
-    prepare_audio_dataset,
-    require_rows,
-)
+from maskspec_hf.audio import decode_audio
+from maskspec_hf.data.batching import MapStyleBatches, SpectrogramCollator, StreamingBatches, epoch_indices
+from maskspec_hf.data.clips import ClipProcessor, first_valid_clip, min_samples_for_one_patch
+from maskspec_hf.data.loading import EmptySplitError, load_audio_dataset, prepare_audio_dataset, require_rows
 
 
 SR = 32000
@@ -49,8 +40,13 @@ def extractor():
 
 
 def make_processor(id_column="video_id", seconds=1.0, seed=0):
-    return ClipProcessor(SR, int(seconds * SR), min_samples_for_one_patch(MaskSpecFeatureExtractor(), 16),
-                         id_column=id_column, seed=seed)
+    return ClipProcessor(
+        SR,
+        int(seconds * SR),
+        min_samples_for_one_patch(MaskSpecFeatureExtractor(), 16),
+        id_column=id_column,
+        seed=seed,
+    )
 
 
 def test_audioset_schema_loads_and_bad_clips_are_skipped_with_their_ids(parquet_file, caplog):
@@ -91,7 +87,10 @@ def test_header_only_wav_counts_as_empty_and_silence_is_valid():
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros(0, dtype=np.float32), RATE, format="WAV")
     processor = make_processor()
-    assert processor({"audio": {"bytes": buffer.getvalue(), "path": "e.wav"}, "video_id": "e"}, (0, 0))["skipped"] == "empty"
+    assert (
+        processor({"audio": {"bytes": buffer.getvalue(), "path": "e.wav"}, "video_id": "e"}, (0, 0))["skipped"]
+        == "empty"
+    )
     buffer = io.BytesIO()
     sf.write(buffer, np.zeros(RATE, dtype=np.float32), RATE, format="WAV")
     silent = processor({"audio": {"bytes": buffer.getvalue(), "path": "s.wav"}, "video_id": "s"}, (0, 0))
@@ -143,7 +142,9 @@ def test_collator_pads_short_clips_masks_padding_and_draws_per_clip_noise(extrac
     batch = collator([long, bad, short])
     assert batch["ids"] == ["a", "b"] and batch["skipped"] == [("c", "decode_error", "boom")]
     assert batch["input_values"].shape == (2, 100, 128)
-    assert batch["attention_mask"][0].all() and batch["attention_mask"][1].sum() == extractor.frames_for_samples(SR // 2)
+    assert batch["attention_mask"][0].all() and batch["attention_mask"][1].sum() == extractor.frames_for_samples(
+        SR // 2
+    )
     assert batch["noise"].shape == (2, (100 // 16) * (128 // 16))
     # A clip's features and noise do not depend on the rest of the batch.
     alone = collator([short])
@@ -167,8 +168,12 @@ def test_audiofolder_via_data_dir(tmp_path):
     dataset, id_column = prepare_audio_dataset(load_audio_dataset(data_dir=str(folder)))
     assert id_column == "video_id" and len(dataset) == 4
     results = [make_processor()(dataset[i], (0, i)) for i in range(len(dataset))]
-    assert {r["id"]: r.get("skipped") for r in results} == {"af-0000": None, "af-0001": None, "af-0002": None,
-                                                          "bad-garbage": "decode_error"}
+    assert {r["id"]: r.get("skipped") for r in results} == {
+        "af-0000": None,
+        "af-0001": None,
+        "af-0002": None,
+        "bad-garbage": "decode_error",
+    }
 
 
 def test_epoch_indices_split_rows_between_processes():
@@ -232,3 +237,122 @@ def test_streaming_is_split_between_processes_and_workers_and_resumes(tmp_path, 
     resumed.load_state_dict(first.state_dict())
     assert _stream_ids(resumed, 4) == reference[2:]
     assert resumed.epoch == 1
+
+
+def test_first_valid_clip_skips_bad_rows_and_takes_the_start(parquet_file):
+    dataset, _ = prepare_audio_dataset(load_audio_dataset(data_files=[str(parquet_file)]))
+    clip = first_valid_clip(dataset, make_processor())
+    assert clip["id"] == "clip-0000"
+    fixed = make_processor()(dataset[0], (0, 0))  # a random crop of the same 1.6 s clip: another window
+    assert len(clip["waveform"]) == len(fixed["waveform"]) == SR
+    start = ClipProcessor(SR, SR, 1, id_column="video_id", random_crop=False)(dataset[0], (0, 0))
+    np.testing.assert_array_equal(clip["waveform"], start["waveform"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Train and eval splits (fine-tuning, probing)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def class_folders(tmp_path_factory):
+    """A folder-per-class audiofolder with train and validation splits (labels become a ClassLabel)."""
+    root = tmp_path_factory.mktemp("classes")
+    for split, count in (("train", 4), ("validation", 2)):
+        for index, name in enumerate(("low", "high")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                sf.write(folder / f"{name}_{i}.wav", good_clip(2 * index, 0.5), RATE)
+    return root
+
+
+def test_load_splits_keeps_class_labels_and_cuts_to_sample_limits(class_folders):
+    from datasets import ClassLabel
+
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.data.loading import load_splits
+
+    train, evaluation = load_splits(DataArguments(data_dir=str(class_folders)))
+    assert (len(train), len(evaluation)) == (8, 4)
+    assert isinstance(train.features["label"], ClassLabel) and train.features["label"].names == ["high", "low"]
+    train, evaluation = load_splits(
+        DataArguments(data_dir=str(class_folders), max_train_samples=3, max_eval_samples=1)
+    )
+    assert (len(train), len(evaluation)) == (3, 1)
+    train, evaluation = load_splits(DataArguments(data_dir=str(class_folders)), need_eval=False)
+    assert len(train) == 8 and evaluation is None
+    train, evaluation = load_splits(DataArguments(data_dir=str(class_folders)), need_train=False)
+    assert train is None and len(evaluation) == 4
+
+
+def test_load_splits_holds_out_part_of_train_when_the_eval_split_is_missing(class_folders):
+    from datasets import Audio
+
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.data.loading import load_splits
+
+    args = DataArguments(data_dir=str(class_folders), eval_split_name="dev", validation_split_percentage=25)
+    train, evaluation = load_splits(args, seed=3)
+    assert (len(train), len(evaluation)) == (6, 2)
+
+    def paths(split):
+        return [a["path"] for a in split.cast_column("audio", Audio(decode=False))["audio"]]
+
+    assert paths(load_splits(args, seed=3)[1]) == paths(evaluation)  # the hold-out is drawn from the seed
+    assert not set(paths(train)) & set(paths(evaluation))
+    with pytest.raises(ValueError, match=r"--eval_split_name 'dev' is not a split .*\['train', 'validation'\]"):
+        load_splits(DataArguments(data_dir=str(class_folders), eval_split_name="dev"))
+    with pytest.raises(ValueError, match=r"--train_split_name 'nope' is not a split"):
+        load_splits(DataArguments(data_dir=str(class_folders), train_split_name="nope"))
+
+
+def test_load_splits_names_a_missing_column_and_an_empty_split(class_folders):
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.data.loading import load_splits
+
+    with pytest.raises(ValueError, match=r"--label_column_name 'genre' is not a column .*\['audio', 'label'\]"):
+        load_splits(DataArguments(data_dir=str(class_folders), label_column_name="genre"))
+    with pytest.raises(ValueError, match="--audio_column_name 'sound' is not a column"):
+        load_splits(DataArguments(data_dir=str(class_folders), audio_column_name="sound"))
+    with pytest.raises(ValueError, match="training split 'train' has no rows after --max_train_samples 0"):
+        load_splits(DataArguments(data_dir=str(class_folders), max_train_samples=0))
+    with pytest.raises(ValueError, match="evaluation split 'validation' has no rows after --max_eval_samples 0"):
+        load_splits(DataArguments(data_dir=str(class_folders), max_eval_samples=0))
+
+
+def test_save_to_disk_folders_and_data_files_load_through_the_same_front(class_folders, parquet_file, tmp_path):
+    from datasets import load_dataset
+
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.data.loading import load_audio_split, load_splits
+
+    load_dataset("audiofolder", data_dir=str(class_folders)).save_to_disk(str(tmp_path / "saved"))
+    train, evaluation = load_splits(DataArguments(dataset_name=str(tmp_path / "saved")))
+    assert (len(train), len(evaluation)) == (8, 4) and train.features["label"].names == ["high", "low"]
+    assert len(load_audio_dataset(dataset_name=str(tmp_path / "saved"), split="validation")) == 4
+    streamed = load_audio_dataset(dataset_name=str(tmp_path / "saved"), streaming=True)
+    assert sum(1 for _ in streamed) == 8
+    with pytest.raises(ValueError, match=r"Cannot load split 'dev' .*\['train', 'validation'\].*--train_split_name"):
+        load_audio_dataset(dataset_name=str(tmp_path / "saved"), split="dev")
+    for source in ({"dataset_name": str(tmp_path / "saved")}, {"data_dir": str(class_folders)}):
+        with pytest.raises(ValueError, match=r"Cannot load split 'dev' .*--eval_split_name"):
+            load_audio_split(DataArguments(eval_split_name="dev", **source), split="dev")
+    train, evaluation = load_splits(
+        DataArguments(data_files=[str(parquet_file)], label_column_name="labels", validation_split_percentage=25)
+    )
+    assert (len(train), len(evaluation)) == (9, 3) and train.column_names[0] == "video_id"
+
+
+def test_load_splits_uses_the_built_in_corpus_when_no_data_is_named(tmp_path, monkeypatch):
+    from datasets import ClassLabel
+
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.data.loading import load_splits
+
+    monkeypatch.setenv("MASKSPEC_HF_CACHE", str(tmp_path))
+    args = DataArguments(synthetic_num_clips=8, synthetic_clip_seconds=0.5, validation_split_percentage=25)
+    train, evaluation = load_splits(args)
+    assert (len(train), len(evaluation)) == (6, 2) and isinstance(train.features["label"], ClassLabel)
+    with pytest.raises(ValueError, match="--streaming is for pre-training"):
+        load_splits(DataArguments(streaming=True))

@@ -6,9 +6,9 @@ mask, compared with eager mode. A tiny model keeps each export to a few seconds 
 
 import pytest
 import torch
+from test_modeling import small_config
 
 from maskspec_hf import MaskSpecForAudioClassification, MaskSpecModel
-from test_modeling import small_config
 
 
 def tiny_config(**kwargs):

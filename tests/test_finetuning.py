@@ -19,25 +19,20 @@ from maskspec_hf import (
     MaskSpecForAudioClassification,
     MaskSpecForPreTraining,
 )
-from maskspec_hf.training.finetuning import (
-    ClipDataset,
-    DataTrainingArguments,
-    FinetuningArguments,
-    LabelSpace,
-    MaskSpecDataCollator,
-    ModelArguments,
-    build_label_space,
-    class_balanced_weights,
-    classification_loss,
-    layer_decay_parameter_groups,
-    load_model_for_finetuning,
-    load_splits,
-    main,
-    mixup,
-    parse_args,
-    parse_config_overrides,
-    spec_augment,
-)
+from maskspec_hf.cli.finetune import parse_args
+from maskspec_hf.data.arguments import DataArguments
+from maskspec_hf.data.classification import ClipDataset, MaskSpecDataCollator
+from maskspec_hf.data.labels import LabelSpace, build_label_space
+from maskspec_hf.data.loading import load_splits
+from maskspec_hf.loading import ModelArguments, load_classifier, parse_config_overrides
+from maskspec_hf.training.augment import class_balanced_weights, classification_loss, mixup, spec_augment
+from maskspec_hf.training.finetuning import FinetuningArguments, finetune
+from maskspec_hf.training.optim import layer_decay_parameter_groups
+
+
+def main(argv: list[str]) -> dict:
+    """What `maskspec-finetune` runs, returning the metrics."""
+    return finetune(*parse_args(argv))
 
 
 CLASSES = {"high": 4000.0, "low": 300.0, "mid": 1200.0}
@@ -112,7 +107,8 @@ def test_single_label_finetune_reports_sklearn_accuracy_and_pushes(data_root, pr
         return RepoUrl(f"https://huggingface.co/{repo_id}")
 
     def fake_create_commit(self, repo_id, operations, commit_message, **kwargs):
-        pushed["commit"] = (repo_id, sorted(op.path_in_repo for op in operations), commit_message)
+        files = sorted(op.path_in_repo for op in operations)
+        pushed.setdefault("commits", []).append((repo_id, files, commit_message))
         return mock.MagicMock()
 
     out = tmp_path / "out"
@@ -131,6 +127,9 @@ def test_single_label_finetune_reports_sklearn_accuracy_and_pushes(data_root, pr
         mock.patch.object(HfApi, "whoami", lambda self: {"name": "someone"}),
         mock.patch.object(HfApi, "create_repo", fake_create_repo),
         mock.patch.object(HfApi, "create_commit", fake_create_commit),
+        # HfApi.upload_folder's own single-commit path, short of the network (YAML check, Xet transfer).
+        mock.patch.object(HfApi, "_validate_yaml", lambda self, content, **kwargs: None),
+        mock.patch("huggingface_hub.hf_api.is_xet_available", lambda: False),
     ):
         metrics = main(args)
     logs = capfd.readouterr()
@@ -158,7 +157,8 @@ def test_single_label_finetune_reports_sklearn_accuracy_and_pushes(data_root, pr
 
     # One commit with exactly the final model files, and a message naming the data and the score.
     assert pushed["create_repo"][0] == "someone/maskspec-tones"
-    repo_id, files, message = pushed["commit"]
+    assert len(pushed["commits"]) == 1
+    repo_id, files, message = pushed["commits"][0]
     assert repo_id == "someone/maskspec-tones"
     assert files == [
         "README.md",
@@ -267,10 +267,10 @@ def test_bad_columns_and_splits_give_clear_errors(data_root, tmp_path, extra, me
 def test_labels_not_in_the_class_index_are_an_error(data_root, tmp_path):
     index = tmp_path / "index.csv"
     index.write_text('index,mid,display_name\n0,/m/09x0r,"Speech"\n1,/m/0jbk,"Animal"\n')
-    data_args = DataTrainingArguments(
+    data_args = DataArguments(
         data_dir=str(data_root / "multi"), label_column_name="labels", class_index_csv=str(index)
     )
-    splits = load_splits(data_args)
+    splits = dict(zip(("train", "eval"), load_splits(data_args)))
     with pytest.raises(
         ValueError, match=r"1 label value\(s\) of column 'labels' are not in the class index .*'/m/04rlf'"
     ):
@@ -281,10 +281,11 @@ def test_labels_not_in_the_class_index_are_an_error(data_root, tmp_path):
 
 
 def test_label_spaces_from_data(data_root):
-    single = load_splits(DataTrainingArguments(data_dir=str(data_root / "single")))
+    single = dict(zip(("train", "eval"), load_splits(DataArguments(data_dir=str(data_root / "single")))))
     space = build_label_space(single, "label")
     assert space.names == ["high", "low", "mid"] and not space.multi_label and space.source == "ClassLabel"
-    multi = load_splits(DataTrainingArguments(data_dir=str(data_root / "multi"), label_column_name="labels"))
+    multi = dict(zip(("train", "eval"), load_splits(DataArguments(data_dir=str(data_root / "multi"),
+                                                                  label_column_name="labels"))))  # fmt: skip
     space = build_label_space(multi, "labels")
     assert space.multi_label and space.problem_type == "multi_label_classification"
     assert space.names == sorted(MIDS)  # vocabulary built from the data
@@ -295,7 +296,7 @@ def test_label_spaces_from_data(data_root):
 
 def test_pretraining_checkpoint_loads_encoder_and_new_head(pretrained_folder):
     space = LabelSpace(names=["a", "b"], multi_label=False, lookup={"a": 0, "b": 1})
-    model, extractor, origin = load_model_for_finetuning(
+    model, extractor, origin = load_classifier(
         ModelArguments(model_name_or_path=str(pretrained_folder)), space, patchout_ratio=0.4
     )
     reference = MaskSpecForPreTraining.from_pretrained(pretrained_folder)
@@ -308,9 +309,7 @@ def test_pretraining_checkpoint_loads_encoder_and_new_head(pretrained_folder):
     model.save_pretrained(pretrained_folder.parent / "two-labels")
     three = LabelSpace(names=["a", "b", "c"], multi_label=False, lookup={"a": 0, "b": 1, "c": 2})
     with pytest.raises(ValueError, match="--ignore_mismatched_sizes"):
-        load_model_for_finetuning(
-            ModelArguments(model_name_or_path=str(pretrained_folder.parent / "two-labels")), three
-        )
+        load_classifier(ModelArguments(model_name_or_path=str(pretrained_folder.parent / "two-labels")), three)
 
 
 def test_spec_augment_masks_within_bounds_and_scales_with_length():
@@ -458,6 +457,20 @@ def test_training_clips_are_cropped_at_random_and_eval_keeps_whole_clips():
     assert all(len(whole[i]["audio"]) == 1000 for i in range(len(whole)))
 
 
+def test_clips_are_named_by_the_id_column_and_short_ones_skipped_with_min_length():
+    space = LabelSpace(names=["a", "b"], multi_label=False, lookup={"a": 0, "b": 1})
+    waves = [np.full(n, 0.1, np.float32) for n in (100, 1000)]
+    rows = datasets.Dataset.from_dict(
+        {"audio": [{"array": w, "sampling_rate": 32000} for w in waves], "label": ["a", "b"], "clip": ["c0", "c1"]}
+    ).cast_column("audio", datasets.Audio())
+    clips = ClipDataset(rows, "audio", "label", space, 32000, id_column="clip", min_samples=500)
+    assert clips[0] == {"audio": None, "clip": "c0", "skipped": "too_short", "error": clips[0]["error"]}
+    assert clips[1]["clip"] == "c1" and len(clips[1]["audio"]) == 1000 and clips[1]["labels"] == 1
+    assert ClipDataset(rows, "audio", "label", space, 32000)[0]["audio"] is not None  # short clips are padded later
+    with pytest.raises(ValueError, match="--id_column_name 'vid' is not a column"):
+        ClipDataset(rows, "audio", "label", space, 32000, id_column="vid")
+
+
 def test_config_override_typos_are_errors(data_root, tmp_path):
     args = ["--model_name_or_path", "tiny", "--data_dir", str(data_root / "single"), "--output_dir", str(tmp_path)]
     with pytest.raises(ValueError, match="'num_hiden_layers' is not a MaskSpecConfig field.*'num_hidden_layers'"):
@@ -466,15 +479,22 @@ def test_config_override_typos_are_errors(data_root, tmp_path):
 
 
 def test_push_to_hub_fails_before_training_when_the_hub_cannot_be_reached(data_root, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # no token anywhere (environment or token file)
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     out = tmp_path / "out"
     args = [
         "--model_name_or_path", "tiny", "--config_overrides", "num_hidden_layers=1,max_frames=100",
         "--data_dir", str(data_root / "single"), "--output_dir", str(out), "--do_train", "--max_steps", "1",
         "--push_to_hub", "--hub_model_id", "someone/maskspec-tones",
     ] + COMMON  # fmt: skip
-    with pytest.raises(ValueError, match="--push_to_hub: cannot log in to the Hub"):
+    with pytest.raises(ValueError, match="--hub_model_id someone/maskspec-tones: no Hub token; pass --hub_token"):
         main(args)
+    with pytest.raises(ValueError, match="--hub_model_id someone/maskspec-tones: HF_HUB_OFFLINE is set"):
+        main(args + ["--hub_token", "hf_not_a_real_token"])
     assert not (out / "model.safetensors").exists()  # nothing was trained
 
     # Logged in, but the repo cannot be created: also before training, naming the repo.
@@ -485,7 +505,7 @@ def test_push_to_hub_fails_before_training_when_the_hub_cannot_be_reached(data_r
         mock.patch.object(HfApi, "whoami", lambda self: {"name": "me"}),
         mock.patch.object(HfApi, "create_repo", forbidden),
     ):
-        with pytest.raises(ValueError, match="cannot create or use the repo 'someone/maskspec-tones' as me"):
+        with pytest.raises(ValueError, match="cannot create or write to the repo someone/maskspec-tones as me"):
             main(args)
     assert not (out / "model.safetensors").exists()
 

@@ -248,7 +248,11 @@ def test_every_auto_class_loads_every_folder_as_remote_code(pretraining_folder, 
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf_home")}
     folders = [str(pretraining_folder), str(classifier_folder), str(encoder_only)]
     result = subprocess.run(
-        [sys.executable, "-I", str(script), *folders], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-I", str(script), *folders],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -13,8 +13,13 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.audio_classification import AudioClassificationPipeline
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForAudioClassification
-from maskspec_hf.evaluation.classify import MaskSpecAudioClassificationPipeline
-from maskspec_hf.evaluation.classify import main as classify_main
+from maskspec_hf.cli.classify import parse_args
+from maskspec_hf.evaluation.classify import classify
+from maskspec_hf.pipeline import MaskSpecAudioClassificationPipeline
+
+
+def classify_main(argv: list[str]) -> list[dict]:
+    return classify(*parse_args(argv))
 
 
 LABELS = ["bell", "engine", "speech", "water"]
@@ -59,7 +64,7 @@ def test_pipeline_is_registered_as_a_drop_in(classifier, model_folder, tmp_path)
     # Saving the pipeline does not turn the task into a "custom pipeline" of the saved model.
     classifier.save_pretrained(tmp_path / "saved")
     assert "custom_pipelines" not in json.loads((tmp_path / "saved" / "config.json").read_text())
-    assert not (tmp_path / "saved" / "inference.py").exists()
+    assert not (tmp_path / "saved" / "pipeline.py").exists()  # the pipeline module is not copied next to it
 
 
 def test_other_rates_are_resampled_with_soxr(classifier):
@@ -202,8 +207,8 @@ def test_batch_command_writes_top_k_csv_and_json(model_folder, classifier, tmp_p
     folder = tmp_path / "clips"
     clips = write_audio_folder(folder)
     results = classify_main(
-        ["--model", str(model_folder), "--inputs", str(folder), "--output", str(tmp_path / "top.csv"), "--top_k", "2",
-         "--batch_size", "2"]
+        ["--model_name_or_path", str(model_folder), "--inputs", str(folder), "--output_file", str(tmp_path / "top.csv"),
+         "--top_k", "2", "--batch_size", "2"]
     )  # fmt: skip
     assert "Wrote the top-2 labels of 3 clips" in capsys.readouterr().out
     with open(tmp_path / "top.csv", newline="") as handle:
@@ -217,8 +222,8 @@ def test_batch_command_writes_top_k_csv_and_json(model_folder, classifier, tmp_p
         assert float(row["score_1"]) == pytest.approx(expected[0]["score"], abs=1e-4)
     assert len(results) == len(clips)
 
-    single = ["--inputs", str(folder / "a.wav"), "--output", str(tmp_path / "top.json"), "--top_k", "4"]
-    classify_main(["--model", str(model_folder), "--no_progress"] + single)
+    single = ["--inputs", str(folder / "a.wav"), "--output_file", str(tmp_path / "top.json"), "--top_k", "4"]
+    classify_main(["--model_name_or_path", str(model_folder), "--no_progress"] + single)
     data = json.loads((tmp_path / "top.json").read_text())
     assert len(data) == 1 and data[0]["file"].endswith("a.wav") and len(data[0]["predictions"]) == 4
 
@@ -235,7 +240,8 @@ def test_batch_command_on_a_dataset_split(model_folder, tmp_path):
     dataset = datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio())
     datasets.DatasetDict({"test": dataset}).save_to_disk(str(tmp_path / "ds"))
     output = tmp_path / "preds.json"
-    source = ["--model", str(model_folder), "--dataset_name", str(tmp_path / "ds"), "--output", str(output)]
+    source = ["--model_name_or_path", str(model_folder), "--dataset_name", str(tmp_path / "ds"), "--eval_split_name",
+              "test", "--output_file", str(output)]  # fmt: skip
     classify_main(source + ["--id_column_name", "video_id", "--top_k", "1", "--no_progress"])
     data = json.loads(output.read_text())
     assert [d["video_id"] for d in data] == ["yt0", "yt1"] and all(len(d["predictions"]) == 1 for d in data)
@@ -246,11 +252,10 @@ def test_batch_command_on_a_dataset_split(model_folder, tmp_path):
 def test_batch_command_errors(model_folder, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No audio files"):
-        classify_main(
-            ["--model", str(model_folder), "--inputs", str(tmp_path / "empty"), "--output", str(tmp_path / "x.csv")]
-        )
+        classify_main(["--model_name_or_path", str(model_folder), "--inputs", str(tmp_path / "empty"),
+                       "--output_file", str(tmp_path / "x.csv")])  # fmt: skip
     with pytest.raises(ValueError, match="either --inputs"):
-        classify_main(["--model", str(model_folder), "--output", str(tmp_path / "x.csv")])
+        classify_main(["--model_name_or_path", str(model_folder), "--output_file", str(tmp_path / "x.csv")])
 
 
 def test_feature_extractor_declares_what_auto_pipelines_need(model_folder):

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from test_modeling import small_config as _small_config
 
 from maskspec_hf import MaskSpecConfig, MaskSpecForAudioClassification
-from test_modeling import small_config as _small_config
 
 
 def small_config(**kwargs):
@@ -14,6 +14,7 @@ def small_config(**kwargs):
 def record_encoder_batches(model) -> list[int]:
     """The number of windows of every encoder call (a forward hook: deterministic, unlike memory readings)."""
     sizes = []
+
     def record(module, args, kwargs, output):
         sizes.append(args[0].shape[0])
 

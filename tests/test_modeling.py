@@ -41,7 +41,12 @@ def small_config(**kwargs) -> MaskSpecConfig:
 
 def encoder_parameter_count(hidden: int, ffn: int, layers: int = 12, patch: int = 16) -> int:
     """Analytic count: patch projection + per block (qkv, proj, 2 LayerNorms, MLP) + final LayerNorm."""
-    block = (3 * hidden * hidden + 3 * hidden) + (hidden * hidden + hidden) + 4 * hidden + (2 * hidden * ffn + ffn + hidden)
+    block = (
+        (3 * hidden * hidden + 3 * hidden)
+        + (hidden * hidden + hidden)
+        + 4 * hidden
+        + (2 * hidden * ffn + ffn + hidden)
+    )
     return (patch * patch * hidden + hidden) + layers * block + 2 * hidden
 
 
@@ -125,7 +130,9 @@ def test_random_masking_invariants():
     first, second = random_masking(batch, n, ratio, noise), random_masking(batch, n, ratio, noise)
     assert all(torch.equal(a, b) for a, b in zip(first, second))  # deterministic with noise
     # The patches with the smallest noise stay visible.
-    assert torch.equal(ids_keep.new_tensor(sorted(first[0][0].tolist())), torch.sort(noise[0].argsort()[: n - num_masked])[0])
+    assert torch.equal(
+        ids_keep.new_tensor(sorted(first[0][0].tolist())), torch.sort(noise[0].argsort()[: n - num_masked])[0]
+    )
 
 
 def test_frames_to_patch_mask_counts_whole_patches():
@@ -139,9 +146,10 @@ def test_reconstruction_loss_equals_hand_computation():
     torch.manual_seed(0)
     predictions, targets = torch.randn(2, 6, 4), torch.randn(2, 6, 4)
     mask = torch.tensor([[1, 0, 1, 0, 0, 1], [0, 1, 1, 0, 0, 0]], dtype=torch.float32)
-    expected = sum(
-        ((predictions[b, i] - targets[b, i]) ** 2).mean() for b in range(2) for i in range(6) if mask[b, i]
-    ) / mask.sum()
+    expected = (
+        sum(((predictions[b, i] - targets[b, i]) ** 2).mean() for b in range(2) for i in range(6) if mask[b, i])
+        / mask.sum()
+    )
     assert torch.allclose(reconstruction_loss(predictions, targets, mask, norm_pix_loss=False), expected)
     # Visible targets do not count.
     changed = targets.clone()
@@ -149,9 +157,10 @@ def test_reconstruction_loss_equals_hand_computation():
     assert torch.allclose(reconstruction_loss(predictions, changed, mask, norm_pix_loss=False), expected)
     # Per-patch normalized targets.
     normed = (targets - targets.mean(-1, keepdim=True)) / (targets.var(-1, keepdim=True) + 1e-6).sqrt()
-    expected_norm = sum(
-        ((predictions[b, i] - normed[b, i]) ** 2).mean() for b in range(2) for i in range(6) if mask[b, i]
-    ) / mask.sum()
+    expected_norm = (
+        sum(((predictions[b, i] - normed[b, i]) ** 2).mean() for b in range(2) for i in range(6) if mask[b, i])
+        / mask.sum()
+    )
     assert torch.allclose(reconstruction_loss(predictions, targets, mask, norm_pix_loss=True), expected_norm)
 
 

@@ -7,9 +7,16 @@ from maskspec_hf.loading import apply_config_overrides, parse_config_overrides
 
 
 def test_values_parse_as_json_or_python_spellings():
-    parsed = parse_config_overrides("norm_pix_loss=False, num_hidden_layers=2,hidden_act=gelu,qkv_bias=true,mask_ratio=0.6")
-    assert parsed == {"norm_pix_loss": False, "num_hidden_layers": 2, "hidden_act": "gelu", "qkv_bias": True,
-                      "mask_ratio": 0.6}
+    parsed = parse_config_overrides(
+        "norm_pix_loss=False, num_hidden_layers=2,hidden_act=gelu,qkv_bias=true,mask_ratio=0.6"
+    )
+    assert parsed == {
+        "norm_pix_loss": False,
+        "num_hidden_layers": 2,
+        "hidden_act": "gelu",
+        "qkv_bias": True,
+        "mask_ratio": 0.6,
+    }
     config = apply_config_overrides(MaskSpecConfig.from_preset("tiny"), parsed)
     assert (config.norm_pix_loss, config.num_hidden_layers, config.mask_ratio) == (False, 2, 0.6)
 

@@ -14,12 +14,32 @@ import torch
 from audioset_fixture import BAD_IDS, write_audiofolder, write_audioset_parquet, write_audioset_shards
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor
+from maskspec_hf.cli.pretrain import parse_arguments
 from maskspec_hf.model_card import render_model_card
-from maskspec_hf.training.pretraining import list_checkpoints, main, param_groups
+from maskspec_hf.training.checkpoints import list_checkpoints
+from maskspec_hf.training.optim import param_groups
+from maskspec_hf.training.pretraining import pretrain
+
+
+def main(argv: list[str]) -> dict:
+    """`pretrain` on the objects a `maskspec-pretrain` command line parses into (these tests are of the command)."""
+    return pretrain(*parse_arguments(argv))
 
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "pretrain_maskspec.py"
+# Options that keep a test run quiet and quick: no figures, no checkpoints, no workers, no trackers.
+QUIET_RUN = [
+    "--image_steps",
+    "0",
+    "--checkpointing_steps",
+    "0",
+    "--dataloader_num_workers",
+    "0",
+    "--report_to",
+    "none",
+]
+
 TINY = {
     "model_type": "maskspec",
     "hidden_size": 64,
@@ -72,7 +92,7 @@ def common_args(root: Path) -> list[str]:
         "--config_name", str(root / "tiny.json"),
         "--data_files", str(root / "audioset" / "balanced_train.parquet"),
         "--cache_dir", str(root / "hf_cache"),
-        "--clip_seconds", "1",
+        "--max_length_seconds", "1",
         "--per_device_train_batch_size", "4",
         "--max_steps", str(STEPS),
         "--learning_rate", "0.05",
@@ -93,14 +113,16 @@ HANG_TIMEOUT = 300
 def run_to_the_end(command: list[str], env: dict) -> tuple[int, str]:
     """`(exit status, output)` of `command`; a run still going after HANG_TIMEOUT is killed (with its processes)
     and fails the test."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         output, _ = process.communicate(timeout=HANG_TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
-        raise AssertionError(f"the run did not exit within {HANG_TIMEOUT} s (hung at exit?)\n{output[-4000:]}")
+        message = f"the run did not exit within {HANG_TIMEOUT} s (hung at exit?)\n{output[-4000:]}"
+        raise AssertionError(message) from None
     return process.returncode, output
 
 
@@ -124,9 +146,19 @@ def straight_run(workdir):
         calls["trained_before_create_repo"].append((output_dir / "logs" / "train_log.jsonl").exists())
         return f"https://huggingface.co/{repo_id}"
 
-    def create_commit(self, repo_id, operations, commit_message, **kwargs):
-        calls["create_commit"] = {"repo_id": repo_id, "operations": operations, "commit_message": commit_message,
-                                  **kwargs}
+    def upload_folder(
+        self, *, repo_id, folder_path, commit_message, allow_patterns=None, ignore_patterns=None, **kwargs
+    ):
+        # What HfApi.upload_folder would send: the folder's files its patterns keep, read at the time of the call.
+        from huggingface_hub.utils import filter_repo_objects
+
+        folder = Path(folder_path)
+        names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        sent = filter_repo_objects(names, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns)
+        calls.setdefault("upload_folder", []).append({
+            "repo_id": repo_id, "folder_path": folder, "commit_message": commit_message,
+            "files": {name: (folder / name).read_bytes() for name in sent},
+        })  # fmt: skip
 
     def no_network(*args, **kwargs):
         raise AssertionError("the test tried to reach the Hub")
@@ -135,8 +167,8 @@ def straight_run(workdir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(HfApi, "whoami", whoami)
         patch.setattr(HfApi, "create_repo", create_repo)
-        patch.setattr(HfApi, "create_commit", create_commit)
-        patch.setattr(HfApi, "upload_folder", no_network)
+        patch.setattr(HfApi, "upload_folder", upload_folder)
+        patch.setattr(HfApi, "create_commit", no_network)
         patch.setattr(HfApi, "preupload_lfs_files", no_network)
         summary = main(common_args(workdir) + [
             "--output_dir", str(output_dir), "--report_to", "tensorboard",
@@ -158,7 +190,7 @@ def test_bad_arguments_are_clear_errors(workdir, tmp_path):
     with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
         main(base + ["--push_to_hub"])
     with pytest.raises(ValueError, match="fewer than one 16-frame patch"):
-        main(base + ["--clip_seconds", "0.1"])
+        main(base + ["--max_length_seconds", "0.1"])
     with pytest.raises(ValueError, match="available columns: video_id, audio, labels, human_labels"):
         main(base + ["--audio_column_name", "sound"])
     # --config_overrides goes through maskspec_hf.loading, like every other command's.
@@ -166,10 +198,12 @@ def test_bad_arguments_are_clear_errors(workdir, tmp_path):
         main(base + ["--config_overrides", "hidden_sise=32"])
     with pytest.raises(ValueError, match="cosine_with_min_lr.*min_lr"):
         main(base + ["--lr_scheduler_type", "cosine_with_min_lr"])
-    with pytest.raises(SystemExit):  # argparse: an unknown tracker; a --lr_scheduler_kwargs that is no JSON object
+    with pytest.raises(SystemExit):  # argparse: an unknown tracker
         main(base + ["--report_to", "tensorboard", "nonsense"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match=r"--lr_scheduler_kwargs must be a JSON object.*got '\[1\]'"):
         main(base + ["--lr_scheduler_kwargs", "[1]"])
+    with pytest.raises(ValueError, match="--lr_scheduler_kwargs is not valid JSON"):
+        main(base + ["--lr_scheduler_kwargs", "{min_lr_rate: 0.1}"])
     with pytest.raises(ValueError, match="none alone"):
         main(base + ["--report_to", "tensorboard", "none"])
     assert not (tmp_path / "out" / "logs" / "train_log.jsonl").exists()
@@ -187,7 +221,9 @@ def test_straight_run_writes_a_hub_ready_folder_logs_and_figures(straight_run):
         assert log[step - 1]["skipped"] == {reason: step // 3 for reason in BAD_IDS.values()}
         assert log[step - 1]["clips_seen"] == step // 3 * 8
     assert log[-1]["clips_seen"] + sum(log[-1]["skipped"].values()) == STEPS * 4
-    skipped = [json.loads(line) for line in (output_dir / "logs" / "skipped_clips.rank0.jsonl").read_text().splitlines()]
+    skipped = [
+        json.loads(line) for line in (output_dir / "logs" / "skipped_clips.rank0.jsonl").read_text().splitlines()
+    ]
     assert {(s["id"], s["reason"]) for s in skipped} == set(BAD_IDS.items())
     # The learning rate follows warmup then cosine, scaled from the base LR by batch / 256.
     peak = 0.05 * 4 / 256
@@ -196,8 +232,16 @@ def test_straight_run_writes_a_hub_ready_folder_logs_and_figures(straight_run):
 
     final = output_dir / "final"
     files = {p.name for p in final.iterdir()}
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "reconstruction.png",
-            "configuration_maskspec.py", "modeling_maskspec.py", "feature_extraction_maskspec.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        "reconstruction.png",
+        "configuration_maskspec.py",
+        "modeling_maskspec.py",
+        "feature_extraction_maskspec.py",
+    } <= files
     config = json.loads((final / "config.json").read_text())
     assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_maskspec.MaskSpecForPreTraining"
     assert config["hidden_size"] == 64 and config["mask_ratio"] == 0.75
@@ -210,8 +254,14 @@ def test_straight_run_writes_a_hub_ready_folder_logs_and_figures(straight_run):
 
     card = (final / "README.md").read_text()
     header = card.split("---")[1]
-    for line in ("library_name: transformers", "license: apache-2.0", "pipeline_tag: feature-extraction",
-                 "- maskspec", "- audio", "- self-supervised"):
+    for line in (
+        "library_name: transformers",
+        "license: apache-2.0",
+        "pipeline_tag: feature-extraction",
+        "- maskspec",
+        "- audio",
+        "- self-supervised",
+    ):
         assert line in header
     assert "| learning_rate | 0.00078125 |" in card and "| effective_batch_size | 4 |" in card
     assert f"{log[-1]['loss']:.6g}" in card
@@ -223,7 +273,9 @@ def test_straight_run_writes_a_hub_ready_folder_logs_and_figures(straight_run):
 
     events = EventAccumulator(str(output_dir / "runs" / "maskspec-pretraining"), size_guidance={"images": 0}).Reload()
     tags = events.Tags()
-    assert {"train/loss", "train/learning_rate", "train/clips_per_second", "train/skipped_clips"} <= set(tags["scalars"])
+    assert {"train/loss", "train/learning_rate", "train/clips_per_second", "train/skipped_clips"} <= set(
+        tags["scalars"]
+    )
     assert [e.step for e in events.Scalars("train/loss")] == [8]  # --logging_steps 10: only the last step
     assert "reconstruction" in tags["images"]
 
@@ -233,21 +285,26 @@ def test_push_to_hub_sends_the_final_folder_in_one_commit(straight_run):
     assert calls["create_repo"]["repo_id"] == "someone/maskspec-test" and calls["create_repo"]["exist_ok"]
     # The repo was checked (created) before any training, then again at the upload.
     assert calls["trained_before_create_repo"] == [False, True]
-    commit = calls["create_commit"]
-    assert commit["repo_id"] == "someone/maskspec-test"
-    assert commit["commit_message"] == f"MaskSpec pre-training: {STEPS} steps, final loss {summary['final_loss']:.4f}"
+    (upload,) = calls["upload_folder"]  # one upload: one commit
+    assert upload["repo_id"] == "someone/maskspec-test"
+    assert upload["commit_message"] == f"MaskSpec pre-training: {STEPS} steps, final loss {summary['final_loss']:.4f}"
     final = output_dir / "final"
-    sent = {op.path_in_repo: Path(op.path_or_fileobj) for op in commit["operations"]}
+    assert upload["folder_path"] == final
+    sent = upload["files"]
     assert sorted(sent) == sorted(p.name for p in final.iterdir())
-    for name, path in sent.items():
-        assert path.read_bytes() == (final / name).read_bytes()
+    for name, content in sent.items():
+        assert content == (final / name).read_bytes()
 
 
 def test_kill_9_then_resume_latest_gives_the_same_losses(workdir, straight_run):
     output_dir = workdir / "killed"
     args = common_args(workdir) + ["--output_dir", str(output_dir), "--report_to", "none"]
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=subprocess_env(workdir),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        env=subprocess_env(workdir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     try:
         while not (output_dir / "checkpoints" / "step-2").exists():
@@ -288,7 +345,7 @@ def test_streaming_run_resumes_exactly_across_workers_and_epochs(workdir):
         "--config_name", str(workdir / "tiny.json"),
         "--data_files", *map(str, files),
         "--streaming", "--shuffle_buffer_size", "0",
-        "--clip_seconds", "1",
+        "--max_length_seconds", "1",
         "--per_device_train_batch_size", "2",
         "--max_steps", "9",
         "--checkpointing_steps", "3",
@@ -305,14 +362,19 @@ def test_streaming_run_resumes_exactly_across_workers_and_epochs(workdir):
     GradientState._reset_state()
     reference = read_log(first)
     assert reference[-1]["epoch"] == 1  # 15 clips in 8 batches, then the next epoch
-    ids = [i for line in (first / "logs" / "clip_ids.rank0.jsonl").read_text().splitlines()
-           for i in json.loads(line)["ids"]]
+    ids = [
+        i
+        for line in (first / "logs" / "clip_ids.rank0.jsonl").read_text().splitlines()
+        for i in json.loads(line)["ids"]
+    ]
     assert len(set(ids[:15])) == 15
 
     second = workdir / "stream-resumed"
     shutil.copytree(first, second)
     shutil.rmtree(second / "final")
-    summary = main(args + ["--output_dir", str(second), "--resume_from_checkpoint", str(second / "checkpoints" / "step-3")])
+    summary = main(
+        args + ["--output_dir", str(second), "--resume_from_checkpoint", str(second / "checkpoints" / "step-3")]
+    )
     assert summary["resumed_from"].endswith("step-3")
     for expected, got in zip(reference, read_log(second)):
         assert got["loss"] == pytest.approx(expected["loss"], abs=1e-5), got["step"]
@@ -327,7 +389,7 @@ def test_torchrun_two_processes_see_different_clips_and_end_with_the_same_weight
         "--config_name", str(workdir / "tiny.json"),
         "--data_files", *map(str, files),
         "--streaming", "--shuffle_buffer_size", "0",
-        "--clip_seconds", "1",
+        "--max_length_seconds", "1",
         "--per_device_train_batch_size", "2",
         "--gradient_accumulation_steps", "2",
         "--max_steps", "2",
@@ -357,9 +419,17 @@ def test_torchrun_two_processes_see_different_clips_and_end_with_the_same_weight
 
 def test_builtin_synthetic_data_is_the_default_and_audiofolder_works(workdir, monkeypatch):
     monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
-    base = ["--config_name", str(workdir / "tiny.json"), "--clip_seconds", "1", "--per_device_train_batch_size", "4",
-            "--max_steps", "2", "--image_steps", "0", "--checkpointing_steps", "0", "--dataloader_num_workers", "0",
-            "--report_to", "none"]
+    base = [
+        "--config_name",
+        str(workdir / "tiny.json"),
+        "--max_length_seconds",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "2",
+        *QUIET_RUN,
+    ]
     synthetic = base + ["--output_dir", str(workdir / "synthetic"), "--synthetic_num_clips", "8"]
     # A time limit stops the run gracefully after the step where it is reached, with a checkpoint and final/...
     summary = main(synthetic + ["--max_train_minutes", "1e-6"])
@@ -397,9 +467,16 @@ def test_no_weight_decay_on_biases_norms_and_mask_token():
 
 def test_model_card_for_a_fine_tuned_classifier():
     config = MaskSpecConfig.from_preset("tiny", num_labels=2, id2label={0: "dog", 1: "cat"})
-    card = render_model_card(config, task="audio-classification", hyperparameters={"learning_rate": 5e-5},
-                             results={"accuracy": 0.75}, datasets=["agkphysics/AudioSet (balanced)"],
-                             base_model="someone/maskspec-tiny", eval_dataset="agkphysics/AudioSet", eval_split="test")
+    card = render_model_card(
+        config,
+        task="audio-classification",
+        hyperparameters={"learning_rate": 5e-5},
+        results={"accuracy": 0.75},
+        datasets=["agkphysics/AudioSet (balanced)"],
+        base_model="someone/maskspec-tiny",
+        eval_dataset="agkphysics/AudioSet",
+        eval_split="test",
+    )
     header = card.split("---")[1]
     assert "pipeline_tag: audio-classification" in header and "base_model: someone/maskspec-tiny" in header
     assert "- agkphysics/AudioSet" in header and "value: 0.75" in header
@@ -418,9 +495,22 @@ def reset_accelerate():
 
 def synthetic_args(workdir: Path, output_dir: Path, *extra: str) -> list[str]:
     """A tiny run on 4 built-in synthetic clips: 1 step of 2 clips."""
-    return ["--config_name", str(workdir / "tiny.json"), "--clip_seconds", "1", "--synthetic_num_clips", "4",
-            "--per_device_train_batch_size", "2", "--max_steps", "1", "--image_steps", "0", "--checkpointing_steps",
-            "0", "--dataloader_num_workers", "0", "--report_to", "none", "--output_dir", str(output_dir), *extra]
+    return [
+        "--config_name",
+        str(workdir / "tiny.json"),
+        "--max_length_seconds",
+        "1",
+        "--synthetic_num_clips",
+        "4",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "1",
+        *QUIET_RUN,
+        "--output_dir",
+        str(output_dir),
+        *extra,
+    ]
 
 
 def test_push_to_hub_without_a_token_or_offline_fails_before_training(workdir, tmp_path, monkeypatch):
@@ -441,27 +531,83 @@ def test_push_to_hub_without_a_token_or_offline_fails_before_training(workdir, t
     assert not (output_dir / "logs" / "train_log.jsonl").exists()  # failed before any training
 
 
+def synthetic_run(workdir: Path, output_dir: Path, **training) -> dict:
+    """`synthetic_args`'s run, from Python: `pretrain` called with the three argument objects."""
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.loading import ModelArguments
+    from maskspec_hf.training.pretraining import PretrainingArguments
+
+    options = dict(
+        per_device_train_batch_size=2,
+        max_steps=1,
+        image_steps=0,
+        checkpointing_steps=0,
+        dataloader_num_workers=0,
+        report_to=["none"],
+        output_dir=str(output_dir),
+    )
+    return pretrain(
+        ModelArguments(config_name=str(workdir / "tiny.json")),
+        DataArguments(max_length_seconds=1.0, synthetic_num_clips=4),
+        PretrainingArguments(**{**options, **training}),
+    )
+
+
 def test_mixed_precision_defaults_to_the_launchers(workdir, tmp_path, monkeypatch):
     # `accelerate launch --mixed_precision bf16` (or its config file) reaches the script as this variable.
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
     monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
-    summary = main(synthetic_args(workdir, tmp_path / "launcher"))
+    summary = synthetic_run(workdir, tmp_path / "launcher")
     assert summary["mixed_precision"] == "bf16"
     assert "| mixed_precision | bf16 |" in (tmp_path / "launcher" / "final" / "README.md").read_text()
     reset_accelerate()
-    summary = main(synthetic_args(workdir, tmp_path / "flag", "--mixed_precision", "no"))  # the flag still wins
+    summary = synthetic_run(workdir, tmp_path / "flag", mixed_precision="no")  # the option still wins
     assert summary["mixed_precision"] == "no"
 
 
+def test_a_recipe_file_holds_defaults_that_the_command_line_overrides(workdir, tmp_path, monkeypatch):
+    from maskspec_hf.cli.pretrain import main as console_main
+
+    monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
+    folder = write_audiofolder(tmp_path / "sounds", num_good=3)
+    recipe = {"config_name": str(workdir / "tiny.json"), "max_length_seconds": 1, "per_device_train_batch_size": 2,
+              "max_steps": 5, "learning_rate": 0.01, "scale_lr": False, "image_steps": 0, "checkpointing_steps": 0,
+              "dataloader_num_workers": 0, "report_to": ["none"], "lr_scheduler_kwargs": {"min_lr_rate": 0.1},
+              "lr_scheduler_type": "cosine_with_min_lr"}  # fmt: skip
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    output_dir = tmp_path / "out"
+    status = console_main(
+        [str(tmp_path / "recipe.json"), "--data_dir", str(folder), "--output_dir", str(output_dir), "--max_steps", "2"]
+    )
+    assert status == 0
+    summary = json.loads((output_dir / "train_results.json").read_text())
+    assert summary["step"] == summary["total_steps"] == 2  # the command line's --max_steps won over the recipe's
+    assert summary["learning_rate"] == 0.01 and summary["clips_seen"] == 3  # the recipe's, and the folder's clips
+    assert (
+        'cosine_with_min_lr, 0 warmup steps, {"min_lr_rate": 0.1}' in (output_dir / "final" / "README.md").read_text()
+    )
+    # YAML works the same way; an unknown key is an error naming it.
+    (tmp_path / "recipe.yaml").write_text("max_length_seconds: 2.5\nreport_to: [none]\nmask_ratio: 0.6\n")
+    model_args, data_args, args = parse_arguments([str(tmp_path / "recipe.yaml"), "--output_dir", "x"])
+    assert (data_args.max_length_seconds, args.report_to, args.mask_ratio) == (2.5, ["none"], 0.6)
+    (tmp_path / "bad.json").write_text(json.dumps({"clip_seconds": 1}))
+    assert console_main([str(tmp_path / "bad.json"), "--output_dir", "x"]) == 2
+
+
 def test_every_transformers_scheduler_is_accepted_and_a_metric_one_steps_on_the_loss(workdir, tmp_path, monkeypatch):
-    from transformers import SchedulerType
+    from transformers import HfArgumentParser, SchedulerType
 
-    from maskspec_hf.training.pretraining import METRIC_SCHEDULERS, build_parser, build_scheduler
+    from maskspec_hf.training.optim import METRIC_SCHEDULERS, build_scheduler
+    from maskspec_hf.training.pretraining import PretrainingArguments
 
-    choices = next(a.choices for a in build_parser()._actions if a.dest == "lr_scheduler_type")
+    parser = HfArgumentParser(PretrainingArguments)
+    choices = next(a.choices for a in parser._actions if a.dest == "lr_scheduler_type")
     assert sorted(choices) == sorted(t.value for t in SchedulerType)
-    needs = {"cosine_with_min_lr": {"min_lr_rate": 0.1}, "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
-             "warmup_stable_decay": {"num_decay_steps": 2}}
+    needs = {
+        "cosine_with_min_lr": {"min_lr_rate": 0.1},
+        "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1},
+        "warmup_stable_decay": {"num_decay_steps": 2},
+    }
     for name in choices:
         optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
         scheduler = build_scheduler(optimizer, name, 1, 4, needs.get(name))
@@ -472,8 +618,20 @@ def test_every_transformers_scheduler_is_accepted_and_a_metric_one_steps_on_the_
     monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
     kwargs = {"factor": 0.5, "patience": 0, "threshold": 0.5}
     output_dir = tmp_path / "plateau"
-    main(synthetic_args(workdir, output_dir, "--max_steps", "3", "--synthetic_num_clips", "6",
-                        "--lr_scheduler_type", "reduce_lr_on_plateau", "--lr_scheduler_kwargs", json.dumps(kwargs)))
+    main(
+        synthetic_args(
+            workdir,
+            output_dir,
+            "--max_steps",
+            "3",
+            "--synthetic_num_clips",
+            "6",
+            "--lr_scheduler_type",
+            "reduce_lr_on_plateau",
+            "--lr_scheduler_kwargs",
+            json.dumps(kwargs),
+        )
+    )
     log = read_log(output_dir)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=log[0]["lr"])
     replay = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, **kwargs)
@@ -486,32 +644,30 @@ def test_every_transformers_scheduler_is_accepted_and_a_metric_one_steps_on_the_
 
 
 def test_report_to_passes_any_tracker_list_to_accelerate(caplog):
-    from argparse import Namespace
-
     from accelerate.tracking import get_available_trackers
 
-    from maskspec_hf.training.pretraining import _report_to, parse_args
+    from maskspec_hf.training.tracking import accelerate_trackers
 
     available = {str(t) for t in get_available_trackers()}
-    assert _report_to(Namespace(report_to=["none"])) is None
-    assert _report_to(Namespace(report_to="all")) == ["all"]
+    assert accelerate_trackers(["none"]) is None
+    assert accelerate_trackers("all") == ["all"]
     wanted = ["tensorboard", "mlflow", "wandb"]
-    assert _report_to(Namespace(report_to=wanted)) == ([n for n in wanted if n in available] or None)
+    assert accelerate_trackers(wanted) == ([n for n in wanted if n in available] or None)
     for name in set(wanted) - available:
         assert name in caplog.text  # a requested tracker that is not installed is named, not silently dropped
-    args = parse_args(["--output_dir", "x", "--report_to", "tensorboard", "wandb"])
+    _, _, args = parse_arguments(["--output_dir", "x", "--report_to", "tensorboard", "wandb"])
     assert args.report_to == ["tensorboard", "wandb"]
 
 
 def test_a_step_whose_clips_were_all_skipped_does_not_train_and_resumes_exactly(workdir, tmp_path):
-    from maskspec_hf.training.pretraining import build_scheduler
+    from maskspec_hf.training.optim import build_scheduler
 
     steps = 9  # one clip per step: every broken clip (4 of the 12 rows per epoch) makes a step with no usable clip
     args = [
         "--config_name", str(workdir / "tiny.json"),
         "--data_files", str(workdir / "audioset" / "balanced_train.parquet"),
         "--cache_dir", str(workdir / "hf_cache"),
-        "--clip_seconds", "1",
+        "--max_length_seconds", "1",
         "--per_device_train_batch_size", "1",
         "--max_steps", str(steps),
         "--lr_scheduler_type", "linear",
@@ -545,8 +701,10 @@ def test_a_step_whose_clips_were_all_skipped_does_not_train_and_resumes_exactly(
     resumed_dir = tmp_path / "skips-resumed"
     shutil.copytree(output_dir, resumed_dir)
     shutil.rmtree(resumed_dir / "final")
-    resumed = main(args + ["--output_dir", str(resumed_dir), "--resume_from_checkpoint",
-                           str(resumed_dir / "checkpoints" / "step-3")])
+    resumed = main(
+        args
+        + ["--output_dir", str(resumed_dir), "--resume_from_checkpoint", str(resumed_dir / "checkpoints" / "step-3")]
+    )
     assert resumed["skipped_steps"] == summary["skipped_steps"]
     for expected_record, got in zip(log, read_log(resumed_dir)):
         assert got["loss"] == pytest.approx(expected_record["loss"], abs=1e-5), got["step"]

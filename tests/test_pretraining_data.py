@@ -1,24 +1,36 @@
 """Pre-training's data at its edges: an empty split is a clear error at load time, and the model card (meant for the
 Hub) names local data without its local path."""
 
-import argparse
 import json
 
 import pytest
 from audioset_fixture import FEATURES, write_audiofolder
-from test_pretraining import TINY, one_thread_and_fresh_accelerate  # noqa: F401 - the fixture is autouse
+from test_pretraining import QUIET_RUN, TINY, main, one_thread_and_fresh_accelerate  # noqa: F401 - the fixture is autouse
 
 from maskspec_hf import MaskSpecConfig
+from maskspec_hf.cli.pretrain import parse_arguments
 from maskspec_hf.data import EmptySplitError
+from maskspec_hf.data.arguments import DataArguments
 from maskspec_hf.model_card import render_model_card
-from maskspec_hf.training.pretraining import _describe_data, build_parser, main
+from maskspec_hf.training.pretraining_report import describe_data
 
 
 def tiny_args(tmp_path, *extra: str) -> list[str]:
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
-    return ["--config_name", str(tmp_path / "tiny.json"), "--cache_dir", str(tmp_path / "hf_cache"), "--clip_seconds",
-            "1", "--per_device_train_batch_size", "4", "--max_steps", "1", "--image_steps", "0",
-            "--checkpointing_steps", "0", "--dataloader_num_workers", "0", "--report_to", "none", *extra]
+    return [
+        "--config_name",
+        str(tmp_path / "tiny.json"),
+        "--cache_dir",
+        str(tmp_path / "hf_cache"),
+        "--max_length_seconds",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "1",
+        *QUIET_RUN,
+        *extra,
+    ]
 
 
 def test_an_empty_training_split_is_a_clear_error_at_load_time(tmp_path):
@@ -45,8 +57,8 @@ def test_the_model_card_of_a_local_folder_run_holds_no_local_path(tmp_path):
     assert "datasets:" not in card.split("---")[1]
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["--output_dir", "out", *argv])
+def parse(*argv: str) -> DataArguments:
+    return parse_arguments(["--output_dir", "out", *argv])[1]
 
 
 def test_local_data_is_described_by_name_and_hub_data_by_id(tmp_path):
@@ -54,14 +66,16 @@ def test_local_data_is_described_by_name_and_hub_data_by_id(tmp_path):
     local.mkdir()
     files = [str(tmp_path / "shards" / f"train-{i}.parquet") for i in range(7)]
     described = {
-        "hub": _describe_data(parse("--dataset_name", "agkphysics/AudioSet", "--dataset_config_name", "balanced")),
-        "local dataset": _describe_data(parse("--dataset_name", str(local)), dataset=[0] * 3),
-        "files": _describe_data(parse("--data_files", *files, "--train_split_name", "dev")),
+        "hub": describe_data(parse("--dataset_name", "agkphysics/AudioSet", "--dataset_config_name", "balanced")),
+        "local dataset": describe_data(parse("--dataset_name", str(local)), dataset=[0] * 3),
+        "files": describe_data(parse("--data_files", *files, "--train_split_name", "dev")),
     }
     assert described["hub"] == ["agkphysics/AudioSet (balanced)"]
     assert described["local dataset"] == ["a local dataset `corpus` (split train, 3 rows)"]
-    assert described["files"] == ["local files: train-0.parquet, train-1.parquet, train-2.parquet, train-3.parquet, "
-                                  "train-4.parquet and 2 more (split dev)"]
+    assert described["files"] == [
+        "local files: train-0.parquet, train-1.parquet, train-2.parquet, train-3.parquet, "
+        "train-4.parquet and 2 more (split dev)"
+    ]
     assert not any(str(tmp_path) in d for ds in described.values() for d in ds)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch.distributed
 from torch.nn.parallel import DistributedDataParallel
 
-from maskspec_hf.training.pretraining import cli
+from maskspec_hf.cli.pretrain import main
 
 destroy = torch.distributed.destroy_process_group
 
@@ -40,18 +40,26 @@ def recording_destroy(group=None):
 
 
 torch.distributed.destroy_process_group = recording_destroy
-sys.exit(cli())
+sys.exit(main())
 """
 
 
 def test_torchrun_runs_exit_by_themselves_while_every_core_is_busy(tmp_path):
-    files = [write_audioset_parquet(tmp_path / "shards" / f"train-{i:05d}-of-00004.parquet", 4, prefix=f"shard{i}")
-             for i in range(4)]  # rows: good, broken, good, good, broken, ...
+    files = [
+        write_audioset_parquet(tmp_path / "shards" / f"train-{i:05d}-of-00004.parquet", 4, prefix=f"shard{i}")
+        for i in range(4)
+    ]  # rows: good, broken, good, good, broken, ...
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
     launcher = tmp_path / "launch_pretraining.py"
     launcher.write_text(LAUNCHER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "MASKSPEC_HF_CACHE": str(tmp_path / "maskspec_cache"), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "MASKSPEC_HF_CACHE": str(tmp_path / "maskspec_cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(HOGS)]
     try:
         for attempt in range(RUNS):
@@ -63,7 +71,7 @@ def test_torchrun_runs_exit_by_themselves_while_every_core_is_busy(tmp_path):
                 "--config_name", str(tmp_path / "tiny.json"),
                 "--data_files", *map(str, files),
                 "--streaming", "--shuffle_buffer_size", "0",
-                "--clip_seconds", "1",
+                "--max_length_seconds", "1",
                 "--per_device_train_batch_size", "1",
                 "--max_steps", "3",
                 "--checkpointing_steps", "1",

@@ -9,8 +9,13 @@ import soundfile as sf
 import torch
 
 from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor, MaskSpecForPreTraining
-from maskspec_hf.evaluation.classify import load_encoder
-from maskspec_hf.evaluation.probe import main, pooled_embeddings
+from maskspec_hf.cli.probe import parse_args
+from maskspec_hf.evaluation.probe import pooled_embeddings, probe
+from maskspec_hf.loading import load_encoder
+
+
+def main(argv: list[str]) -> dict:
+    return probe(*parse_args(argv))
 
 
 CLASSES = {"high": 4000.0, "low": 300.0, "mid": 1200.0}

@@ -20,26 +20,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ssl_gain  # noqa: E402
 
 
-def test_pretraining_argv_is_accepted_by_the_pretraining_command(tmp_path):
-    from maskspec_hf.training.pretraining import parse_args
+def test_pretraining_arguments_are_accepted_by_the_pretraining_command(tmp_path):
+    from maskspec_hf.training.pretraining_arguments import check_arguments
 
     args = ssl_gain.parse_args([])
-    parsed = parse_args(ssl_gain.pretraining_argv(args, tmp_path / "corpus", tmp_path / "out", 1000, 24.0))
+    model_args, data_args, parsed = ssl_gain.pretraining_arguments(
+        args, tmp_path / "corpus", tmp_path / "out", 1000, 24.0
+    )
+    check_arguments(model_args, data_args, parsed)  # what pretrain checks before anything heavy
     assert parsed.max_steps == 1000 and parsed.max_train_minutes == 24.0
-    assert parsed.model_size == "tiny" and not parsed.scale_lr
-    assert parsed.checkpointing_steps == 250 and parsed.clip_seconds == pytest.approx(2.08)
-    assert "norm_pix_loss=False" in parsed.config_overrides
-    calibration = parse_args(ssl_gain.pretraining_argv(args, tmp_path, tmp_path, 12, 10.0, calibration=True))
+    assert model_args.model_name_or_path == "tiny" and not parsed.scale_lr
+    assert parsed.checkpointing_steps == 250 and data_args.max_length_seconds == pytest.approx(2.08)
+    assert data_args.data_dir == str(tmp_path / "corpus") and parsed.output_dir == str(tmp_path / "out")
+    assert "norm_pix_loss=False" in model_args.config_overrides
+    calibration = ssl_gain.pretraining_arguments(args, tmp_path, tmp_path, 12, 10.0, calibration=True)[2]
     assert calibration.checkpointing_steps == 0 and calibration.image_steps == 0
 
 
 @pytest.mark.parametrize("init", ["pre-trained", "scratch"])
-def test_finetuning_argv_is_accepted_by_the_finetuning_command(tmp_path, init):
-    from maskspec_hf.training.finetuning import parse_args
-
-    args = ssl_gain.parse_args(["--finetune_steps", "150", "--finetune_args=--seed 3"])
-    argv = ssl_gain.finetuning_argv(args, init, tmp_path / "pretrained", tmp_path / "data", tmp_path / "run", 1.0)
-    model_args, data_args, recipe, training_args = parse_args(argv)
+def test_finetuning_arguments_are_accepted_by_the_finetuning_command(tmp_path, init):
+    args = ssl_gain.parse_args(["--finetune_steps", "150", '--finetune_args={"seed": 3}'])
+    model_args, data_args, recipe, training_args = ssl_gain.finetuning_arguments(
+        args, init, tmp_path / "pretrained", tmp_path / "data", tmp_path / "run", 1.0
+    )
     assert model_args.model_name_or_path == (str(tmp_path / "pretrained") if init == "pre-trained" else "tiny")
     assert data_args.eval_split_name == "test" and data_args.max_length_seconds == 1.0
     assert training_args.max_steps == 150 and training_args.seed == 3  # extra arguments come last and win

@@ -12,8 +12,10 @@ class DataArguments:
 
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "A dataset on the Hub (e.g. agkphysics/AudioSet), a local dataset folder, or a folder "
-                  "saved with save_to_disk."},
+        metadata={
+            "help": "A dataset on the Hub (e.g. agkphysics/AudioSet), a local dataset folder, or a folder "
+            "saved with save_to_disk."
+        },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
     data_dir: str | None = field(
@@ -32,16 +34,23 @@ class DataArguments:
     audio_column_name: str = field(default="audio", metadata={"help": "The column holding the audio."})
     id_column_name: str | None = field(
         default=None,
-        metadata={"help": "Column naming each clip in logs and outputs (default: video_id, id, file or path if present)."},
+        metadata={
+            "help": "Column naming each clip in logs and outputs (default: video_id, id, file or path if present)."
+        },
     )
     label_column_name: str | None = field(
         default="label",
-        metadata={"help": "The label column: a ClassLabel/string/int (single-label) or a list of labels (multi-label)."},
+        metadata={
+            "help": "The label column: a ClassLabel/string/int (single-label) or a list of labels (multi-label)."
+        },
     )
     class_index_csv: str | None = field(
         default=None,
-        metadata={"help": "CSV with columns index,mid,display_name (AudioSet's class_labels_indices.csv): labels map to "
-                  "its indices (by mid, else display_name). Without it the classes are the sorted labels in the data."},
+        metadata={
+            "help": "CSV with columns index,mid,display_name (AudioSet's class_labels_indices.csv): labels map "
+            "to its indices (by mid, else display_name). Without it the classes are the sorted labels in the "
+            "data."
+        },
     )
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it first."})
     shuffle_buffer_size: int = field(default=1000, metadata={"help": "Shuffle buffer of a streamed dataset."})
@@ -49,8 +58,10 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only this many evaluation clips."})
     max_length_seconds: float | None = field(
         default=None,
-        metadata={"help": "Length of the training crops in seconds: longer clips are cropped at random, shorter ones "
-                  "padded (padding is masked). Default: the model window, config.max_frames."},
+        metadata={
+            "help": "Length of the training crops in seconds: longer clips are cropped at random, shorter ones "
+            "padded (padding is masked). Default: the model window, config.max_frames."
+        },
     )
     min_length_seconds: float | None = field(
         default=None, metadata={"help": "Skip clips shorter than this (default: one patch of frames, 0.16 s)."}

@@ -1,7 +1,7 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
 """The HEAR 2021 API (Turian et al., "HEAR: Holistic Evaluation of Audio Representations") for MaskSpec encoders.
 
-    from maskspec_hf import hear
+    from maskspec_hf.evaluation import hear
     model = hear.load_model("path/or/hub-id")                 # any MaskSpec checkpoint; "tiny" etc.: random init
     scene = hear.get_scene_embeddings(audio, model)            # audio: [n_sounds, n_samples] at model.sample_rate
     frames, timestamps = hear.get_timestamp_embeddings(audio, model)
@@ -32,9 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..audio import resample_audio
 from ..feature_extraction_maskspec import MaskSpecFeatureExtractor
-from .classify import load_encoder, resample_audio
+from ..loading import load_encoder
 from ..modeling_maskspec import MaskSpecModel
+from .embeddings import encode_windows
 
 
 SAMPLE_RATE = 48000
@@ -71,7 +73,7 @@ class MaskSpecHEARModel(nn.Module):
 def load_model(model_file_path: str = "", sample_rate: int = SAMPLE_RATE, **kwargs) -> MaskSpecHEARModel:
     """Load a MaskSpec encoder for the HEAR API from a folder or Hub id (pre-training, classification or encoder
     checkpoint: decoder and head are dropped) or a preset name ("tiny"/"small"/"base": random weights). `kwargs` go
-    to `from_pretrained` (e.g. `revision`, `token`)."""
+    to `maskspec_hf.loading.load_encoder` (e.g. `cache_dir`, `model_revision`, `token`)."""
     if not model_file_path:
         raise ValueError(
             "maskspec_hf.evaluation.hear.load_model needs a MaskSpec checkpoint: a folder saved with save_pretrained or a Hub id "
@@ -109,24 +111,27 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: MaskSpecHEARModel) -> t
     `[n_sounds, n_timestamps]`, one per 160-ms step (see the module docstring)."""
     audio = _check_audio(audio, model)
     features = _features(audio, model)
-    device = next(model.encoder.parameters()).device
-    dtype = next(model.encoder.parameters()).dtype
-    num_sounds, p = features.shape[0], model.patch_size
-    usable = features.shape[1] // p * p
-    chunks = []
-    for start in range(0, usable, model.chunk_frames):
-        chunk = features[:, start : min(start + model.chunk_frames, usable)]
-        rows = chunk.shape[1] // p
-        for first in range(0, num_sounds, model.batch_size):
-            part = chunk[first : first + model.batch_size].to(device=device, dtype=dtype)
-            hidden = model.encoder(part).last_hidden_state  # [b, rows * freq_patches, hidden], time-major
-            chunks.append((start, first, hidden.reshape(part.shape[0], rows, -1).float()))
-    embeddings = torch.cat(
-        [torch.cat([h for s, _, h in chunks if s == start], dim=0) for start in range(0, usable, model.chunk_frames)],
-        dim=1,
+    p = model.patch_size
+    usable = features.shape[1] // p * p  # trailing frames that do not fill a patch are dropped, as the encoder does
+
+    def steps(output) -> torch.Tensor:  # [windows, patches, hidden] -> [windows, time steps, freq patches * hidden]
+        hidden = output.last_hidden_state  # time-major: a step's frequency patches are consecutive
+        return hidden.reshape(hidden.shape[0], -1, model.num_freq_patches * hidden.shape[-1])
+
+    # Consecutive chunks, the last one holding what is left: each step is embedded exactly once.
+    windows = encode_windows(
+        model.encoder,
+        features[:, :usable],
+        None,
+        steps,
+        model.chunk_frames,
+        flush_last=False,
+        batch_size=model.batch_size,
     )
+    embeddings = torch.stack([torch.cat([v[: n // p] for _, n, v in sound]) for sound in windows])
     centres = torch.arange(embeddings.shape[1], dtype=torch.float32) * p + (p - 1) / 2
     timestamps = centres * (1000.0 * model.feature_extractor.hop_length / model.feature_extractor.sampling_rate)
+    num_sounds = embeddings.shape[0]
     return embeddings.to(audio.device), timestamps.expand(num_sounds, -1).contiguous().to(audio.device)
 
 

@@ -17,23 +17,23 @@ fresh weights, so a pre-trained encoder and its random baseline differ by one fl
 
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
-from transformers import HfArgumentParser
 
-from ..cli import run_console_script
-from ..data import ClipError, check_waveform, decode_audio, default_id_column
+from ..audio import ClipError, check_waveform, decode_audio
+from ..data.arguments import DataArguments
+from ..data.clips import clip_name
+from ..data.labels import LabelSpace, build_label_space
+from ..data.loading import default_id_column, load_splits
 from ..feature_extraction_maskspec import MaskSpecFeatureExtractor
-from ..training.finetuning import DataTrainingArguments, LabelSpace, build_label_space, clip_name, load_splits
-from .classify import is_preset_name, load_encoder
-from .metrics import accuracy, audioset_map
+from ..loading import ModelArguments, hub_options, is_preset_name, load_encoder
 from ..modeling_maskspec import MaskSpecModel
-from ..loading import parse_config_overrides
+from .embeddings import encode_windows
+from .metrics import accuracy, audioset_map
 
 
 logger = logging.getLogger(__name__)
@@ -61,13 +61,11 @@ def pool_patch_outputs(output, num_freq_patches: int, pooling: str = "mean") -> 
 
 @dataclass
 class ProbeArguments:
-    model_name_or_path: str = field(
-        metadata={"help": "Folder or Hub id of any MaskSpec checkpoint, or a preset name (tiny/small/base)."}
-    )
+    """The probe's own options; the encoder comes from `ModelArguments`, the labeled splits from `DataArguments`."""
+
     random_init: bool = field(
         default=False, metadata={"help": "Same architecture as the source, random weights: the baseline to beat."}
     )
-    config_overrides: str | None = field(default=None, metadata={"help": "e.g. 'num_hidden_layers=2' (presets)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random initialization and the classifier."})
     pooling: str = field(
         default="mean",
@@ -83,16 +81,6 @@ class ProbeArguments:
     C: float = field(default=1.0, metadata={"help": "Inverse L2 regularization strength of the logistic regression."})
     max_iter: int = field(default=1000, metadata={"help": "Iterations of the logistic regression solver."})
     output_file: str | None = field(default=None, metadata={"help": "Write the results to this JSON file."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models and datasets."})
-    token: str | None = field(default=None, metadata={"help": "Hub token (default: the cached login)."})
-
-
-def _windows(length: int, window: int) -> list[int]:
-    """Start frames of consecutive `window`-frame windows covering `length` frames, the last flush with the end."""
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window, window))
-    return starts + [length - window]
 
 
 @torch.no_grad()
@@ -106,12 +94,12 @@ def pooled_embeddings(
     """Pooled encoder embeddings `[clips, size]` of mono waveforms at the feature extractor's rate (see
     `pool_patch_outputs` for `pooling`).
 
-    A clip longer than `config.max_frames` frames is cut into windows (see `_windows`) whose pooled embeddings are
-    averaged; padding is masked, so a clip's embedding does not depend on the batch.
+    A clip longer than `config.max_frames` frames is cut into consecutive windows, the last one flush with its end
+    (`embeddings.encode_windows`), whose pooled embeddings are averaged; padding is masked, so a clip's embedding
+    does not depend on the batch. Clips shorter than one patch are zero-padded to it.
     """
-    window = encoder.config.max_frames
-    device = next(encoder.parameters()).device
     minimum = feature_extractor.min_num_samples
+    num_freq_patches = encoder.config.num_freq_patches
     out = []
     for first in range(0, len(waves), batch_size):
         batch = [
@@ -120,28 +108,14 @@ def pooled_embeddings(
         features = feature_extractor(
             batch, sampling_rate=feature_extractor.sampling_rate, padding="longest", return_tensors="pt"
         )
-        values, mask = features["input_values"], features["attention_mask"]
-        pieces, owners = [], []
-        for clip, length in enumerate(mask.sum(dim=1).tolist()):
-            for start in _windows(int(length), window):
-                pieces.append((clip, start, min(window, int(length))))
-                owners.append(clip)
-        size = max(n for _, _, n in pieces)
-        x = values.new_zeros(len(pieces), size, values.shape[-1])
-        m = mask.new_zeros(len(pieces), size)
-        for i, (clip, start, n) in enumerate(pieces):
-            x[i, :n] = values[clip, start : start + n]
-            m[i, :n] = 1
-        pooled = []
-        for part in range(0, len(pieces), batch_size):
-            output = encoder(
-                x[part : part + batch_size].to(device), attention_mask=m[part : part + batch_size].to(device)
-            )
-            pooled.append(pool_patch_outputs(output, encoder.config.num_freq_patches, pooling).float().cpu())
-        pooled = torch.cat(pooled)
-        owners = torch.tensor(owners)
-        sums = torch.zeros(len(batch), pooled.shape[1]).index_add_(0, owners, pooled)
-        out.append((sums / torch.bincount(owners, minlength=len(batch))[:, None]).numpy())
+        windows = encode_windows(
+            encoder,
+            features["input_values"],
+            features["attention_mask"],
+            readout=lambda output: pool_patch_outputs(output, num_freq_patches, pooling),
+            batch_size=batch_size,
+        )
+        out.append(torch.stack([torch.stack([v for _, _, v in clip]).mean(dim=0) for clip in windows]).numpy())
     return np.concatenate(out)
 
 
@@ -157,14 +131,16 @@ def embed_split(
     pooling: str = "mean",
     skipped: list | None = None,
     split: str = "train",
+    id_column: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings, targets) of one split, decoded (and resampled) to the feature extractor's rate clip by clip.
 
     A clip that cannot be used (undecodable, empty, NaN/Inf samples) is left out and logged; with `skipped`, a
-    `{"split", "id", "reason", "error"}` entry is appended to it. Raises a `ValueError` when no clip is left.
+    `{"split", "id", "reason", "error"}` entry is appended to it, naming the clip by `id_column` (default: a column
+    such as `video_id` if there is one), else by its file. Raises a `ValueError` when no clip is left.
     """
     others = [c for c in dataset.column_names if c not in (audio_column, label_column)]
-    id_column = default_id_column(others)
+    id_column = id_column or default_id_column(others)
     columns = [audio_column, label_column] + ([id_column] if id_column else [])
     # Left encoded, so that each clip is decoded (and can fail) on its own.
     dataset = dataset.select_columns(columns).cast_column(audio_column, datasets.Audio(decode=False))
@@ -226,107 +202,112 @@ def fit_linear_probe(
     return accuracy(classifier.predict(test_x), test_y)
 
 
-def run_probe(args: ProbeArguments, data_args: DataTrainingArguments) -> dict:
+def probe(model_args: ModelArguments, data_args: DataArguments, probe_args: ProbeArguments) -> dict:
+    """Linear probe of the encoder of `model_args` on the train and eval splits of `data_args`; returns the results
+    (also written to `probe_args.output_file` when given) and prints a one-line summary."""
+    if not model_args.model_name_or_path:
+        raise ValueError("--model_name_or_path is required: a MaskSpec folder, a Hub id or a preset name.")
     if data_args.label_column_name is None:
         raise ValueError("--label_column_name is required for the linear probe.")
-    if args.pooling not in POOLINGS:
-        raise ValueError(f"--pooling must be one of {list(POOLINGS)}, got {args.pooling!r}.")
-    splits = load_splits(data_args, cache_dir=args.cache_dir, token=args.token, seed=args.seed)
-    label_space = build_label_space(splits, data_args.label_column_name, data_args.class_index_csv)
-    hub_kwargs = {"cache_dir": args.cache_dir, "token": args.token}
-    encoder, feature_extractor = load_encoder(
-        args.model_name_or_path,
-        random_init=args.random_init,
-        seed=args.seed,
-        config_overrides=parse_config_overrides(args.config_overrides),
-        **{k: v for k, v in hub_kwargs.items() if v is not None},
+    if probe_args.pooling not in POOLINGS:
+        raise ValueError(f"--pooling must be one of {list(POOLINGS)}, got {probe_args.pooling!r}.")
+    train, evaluation = load_splits(data_args, model_args.cache_dir, model_args.token, seed=probe_args.seed)
+    label_space = build_label_space(
+        {"train": train, "eval": evaluation}, data_args.label_column_name, data_args.class_index_csv
     )
-    encoder.to(args.device).requires_grad_(False)
+    encoder, feature_extractor = load_encoder(
+        model_args.model_name_or_path,
+        random_init=probe_args.random_init,
+        seed=probe_args.seed,
+        config_overrides=model_args.config_overrides,
+        config_name=model_args.config_name,
+        feature_extractor_name=model_args.feature_extractor_name,
+        **hub_options(model_args),
+    )
+    encoder.to(probe_args.device).requires_grad_(False)
     max_samples = (
         int(data_args.max_length_seconds * feature_extractor.sampling_rate) if data_args.max_length_seconds else None
     )
     skipped: list[dict] = []
     (train_x, train_y), (test_x, test_y) = (
         embed_split(
-            splits[key],
+            dataset,
             encoder,
             feature_extractor,
             data_args.audio_column_name,
             data_args.label_column_name,
             label_space,
-            args.batch_size,
+            probe_args.batch_size,
             max_samples,
-            args.pooling,
+            probe_args.pooling,
             skipped=skipped,
             split=name,
+            id_column=data_args.id_column_name,
         )
-        for key, name in (("train", data_args.train_split_name), ("eval", data_args.eval_split_name))
+        for dataset, name in ((train, data_args.train_split_name), (evaluation, data_args.eval_split_name))
     )
     if not label_space.multi_label and len(np.unique(train_y)) < 2:
         raise ValueError("The training split has a single class: a linear probe needs at least two.")
     scores = fit_linear_probe(
-        train_x, train_y, test_x, test_y, label_space.multi_label, C=args.C, max_iter=args.max_iter, seed=args.seed
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        label_space.multi_label,
+        C=probe_args.C,
+        max_iter=probe_args.max_iter,
+        seed=probe_args.seed,
     )
+    result = _results(model_args, data_args, probe_args, scores, label_space, train_x, test_x, skipped)
+    _report(result, skipped)
+    if probe_args.output_file:
+        path = Path(probe_args.output_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _results(model_args, data_args, probe_args, scores, label_space, train_x, test_x, skipped) -> dict:
     metric = "mAP" if label_space.multi_label else "accuracy"
-    result = {
-        "model": args.model_name_or_path,
-        "weights": "random init" if args.random_init or is_preset_name(args.model_name_or_path) else "pre-trained",
+    source = model_args.model_name_or_path
+    return {
+        "model": source,
+        "weights": "random init" if probe_args.random_init or is_preset_name(source) else "pre-trained",
         "metric": metric,
         "score": scores[metric],
         **{k: v for k, v in scores.items() if k != metric},
-        "pooling": args.pooling,
+        "pooling": probe_args.pooling,
         "embedding_size": int(train_x.shape[1]),
         "num_classes": label_space.num_labels,
         "train_examples": int(len(train_x)),
         "test_examples": int(len(test_x)),
         "train_split": data_args.train_split_name,
         "test_split": data_args.eval_split_name,
-        "classifier": f"StandardScaler + LogisticRegression(C={args.C})"
+        "classifier": f"StandardScaler + LogisticRegression(C={probe_args.C})"
         + (" one-vs-rest" if label_space.multi_label else ""),
-        "seed": args.seed,
+        "seed": probe_args.seed,
         "clips_skipped": len(skipped),
         "skipped_clips": skipped,
     }
+
+
+def _report(result: dict, skipped: list[dict]) -> None:
     if skipped:
         names = ", ".join(f"{clip['id']} ({clip['reason']})" for clip in skipped)
         print(f"Skipped {len(skipped)} clips that cannot be used: {names}")
     print(
-        f"Linear probe of {args.model_name_or_path} ({result['weights']}): {metric} {result['score']:.4f} on "
-        f"{result['test_examples']} test clips ({result['train_examples']} train, {label_space.num_labels} classes, "
+        f"Linear probe of {result['model']} ({result['weights']}): {result['metric']} {result['score']:.4f} on "
+        f"{result['test_examples']} test clips ({result['train_examples']} train, {result['num_classes']} classes, "
         f"{result['embedding_size']}-d embeddings)"
     )
-    if args.output_file:
-        path = Path(args.output_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return result
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """The command line for Python callers: returns the results (see `run_probe`)."""
-    parser = HfArgumentParser((ProbeArguments, DataTrainingArguments))
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args, data_args = parser.parse_args_into_dataclasses(args=argv)
-    return run_probe(args, data_args)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    """The `maskspec-probe` console script: exit status 0, or 2 with a one-line message."""
-    return run_console_script(main, argv, prog="maskspec-probe")
 
 
 __all__ = [
     "POOLINGS",
     "ProbeArguments",
-    "cli",
     "embed_split",
     "fit_linear_probe",
-    "main",
     "pool_patch_outputs",
     "pooled_embeddings",
-    "run_probe",
+    "probe",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

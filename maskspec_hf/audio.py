@@ -1,0 +1,158 @@
+# Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
+"""The one way audio enters maskspec-hf: decode, downmix, resample, validate.
+
+Training, fine-tuning, probing and batch classification all read clips that may be corrupt, empty, silent, NaN-filled
+or at the wrong rate. They all go through these few functions so that a clip is judged the same way everywhere, and a
+bad clip is a `ClipError` with a short `reason` (one of `SKIP_REASONS`) that callers count and log instead of crashing.
+Encoded audio is decoded by `datasets`' own `Audio` feature (torchcodec/FFmpeg, which also resamples); soxr only
+resamples arrays that are already decoded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+
+# Why a clip was skipped. Counted per reason in the training logs.
+SKIP_REASONS = ("decode_error", "empty", "too_short", "non_finite")
+
+
+class ClipError(Exception):
+    """A clip cannot be used; `reason` is one of `SKIP_REASONS`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def resample_audio(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """Resample a 1-D float waveform with soxr (high quality), keeping its float dtype; a no-op at the same rate.
+
+    Integer PCM is rejected rather than cast: cast without scaling, int16 audio is 32768 times too loud."""
+    waveform = np.asarray(waveform)
+    if waveform.dtype.kind != "f":
+        raise ValueError(
+            f"resample_audio expects a float waveform in [-1, 1], got dtype {waveform.dtype}: convert it first, e.g. "
+            "`audio.astype(np.float32) / 32768` for int16 PCM."
+        )
+    if int(orig_rate) == int(target_rate):
+        return waveform
+    import soxr
+
+    return soxr.resample(waveform, int(orig_rate), int(target_rate))
+
+
+def decode_audio(value, sampling_rate: int) -> np.ndarray:
+    """Decode one audio value to a mono float32 waveform at `sampling_rate`, or raise `ClipError`.
+
+    `value` is what a `datasets` audio column holds: an encoded `{"bytes", "path"}` dict (decoded with `datasets`'
+    `Audio(sampling_rate=...)`, i.e. torchcodec/FFmpeg, which also resamples), a torchcodec `AudioDecoder`, a decoded
+    `{"array", "sampling_rate"}` dict (resampled with soxr when needed), or a path or the bytes of a file.
+    Multi-channel audio is averaged to mono. Reasons: `empty` (0 bytes, or a file without samples), `decode_error`
+    (anything else that fails). Validate the result with `check_waveform`.
+    """
+    return _decode(value, sampling_rate)[0]
+
+
+def read_audio(value) -> tuple[np.ndarray, int]:
+    """`(mono float32 waveform, its sampling rate)` of one audio value (as for `decode_audio`), not resampled."""
+    return _decode(value, None)
+
+
+def check_waveform(wave: np.ndarray, min_samples: int) -> None:
+    """Raise `ClipError` for an empty clip (`empty`), one holding NaN/Inf (`non_finite`), or one shorter than
+    `min_samples` (`too_short`).
+
+    Silence is valid (the feature extractor's log offset keeps it finite).
+    """
+    if wave.size == 0:
+        raise ClipError("empty", "the clip has no samples")
+    if not np.isfinite(wave).all():
+        raise ClipError("non_finite", f"{int((~np.isfinite(wave)).sum())} of {wave.size} samples are NaN or Inf")
+    if wave.size < min_samples:
+        raise ClipError("too_short", f"{wave.size} samples, fewer than the {min_samples} needed")
+
+
+def _decode(value, sampling_rate: int | None) -> tuple[np.ndarray, int]:
+    """Both public decoders: `sampling_rate=None` keeps the file's own rate."""
+    try:
+        if isinstance(value, (str, os.PathLike)):
+            value = {"path": str(value), "bytes": None}
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            value = {"path": None, "bytes": bytes(value)}
+        if isinstance(value, Mapping) and "array" in value:
+            return _from_array(value, sampling_rate)
+        if isinstance(value, Mapping) and _is_zero_byte_file(value):
+            raise ClipError("empty", "the audio file is empty (0 bytes)")
+        return _from_decoder(_decoder_of(value, sampling_rate), sampling_rate)
+    except ClipError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of any decoder on any file means "skip this clip"
+        message = f"{type(err).__name__}: {err}".strip()
+        raise ClipError("decode_error", message.splitlines()[0][:300] if message else type(err).__name__) from err
+
+
+def _from_array(value: Mapping, sampling_rate: int | None) -> tuple[np.ndarray, int]:
+    """An already decoded `{"array", "sampling_rate"}`: downmix, and resample with soxr."""
+    wave = np.asarray(value["array"])
+    if wave.dtype.kind != "f":
+        # Cast without scaling, integer PCM would be thousands of times too loud: refuse it, as the extractor does.
+        raise ClipError("decode_error", f"the audio array has integer dtype {wave.dtype}; give floats in [-1, 1]")
+    wave = wave.astype(np.float32, copy=False)
+    rate = int(value.get("sampling_rate") or sampling_rate or 0)
+    if not rate:
+        raise ClipError("decode_error", "the audio array has no sampling rate")
+    if wave.ndim == 2:  # datasets' convention is [channels, samples]; accept [samples, channels] too
+        wave = wave.mean(axis=0 if wave.shape[0] <= wave.shape[1] else 1)
+    if wave.ndim != 1:
+        raise ValueError(f"audio array has shape {wave.shape}")
+    return _at_rate(wave, rate, sampling_rate)
+
+
+def _decoder_of(value, sampling_rate: int | None):
+    """A torchcodec decoder for an encoded value (`datasets.Audio` makes it, resampling in FFmpeg), or `value`."""
+    if not isinstance(value, Mapping):
+        return value
+    from datasets import Audio
+
+    return Audio(sampling_rate=sampling_rate).decode_example(value)
+
+
+def _from_decoder(decoder, sampling_rate: int | None) -> tuple[np.ndarray, int]:
+    try:
+        samples = decoder.get_all_samples()
+    except RuntimeError as err:
+        if "No audio frames were decoded" in str(err):  # torchcodec's word for a valid file without samples
+            raise ClipError("empty", "the audio file holds no samples") from err
+        raise
+    data = samples.data
+    if data.ndim == 2:
+        data = data.mean(dim=0)
+    wave = data.numpy().astype(np.float32, copy=False)
+    return _at_rate(wave, int(samples.sample_rate), sampling_rate)
+
+
+def _at_rate(wave: np.ndarray, rate: int, sampling_rate: int | None) -> tuple[np.ndarray, int]:
+    if sampling_rate is None:
+        return wave, rate
+    if rate == sampling_rate or not wave.size:
+        return wave, sampling_rate
+    return resample_audio(wave, rate, sampling_rate).astype(np.float32, copy=False), sampling_rate
+
+
+def _is_zero_byte_file(value: Mapping) -> bool:
+    """An encoded audio value whose file holds nothing: empty `bytes`, or (no bytes) a local file of 0 bytes, as an
+    audiofolder gives (a decoder would only say it finds no audio stream, which is not a decode error)."""
+    data, path = value.get("bytes"), value.get("path")
+    if data is not None:
+        return len(data) == 0
+    try:
+        return bool(path) and os.path.isfile(path) and os.path.getsize(path) == 0
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+__all__ = ["SKIP_REASONS", "ClipError", "check_waveform", "decode_audio", "read_audio", "resample_audio"]
