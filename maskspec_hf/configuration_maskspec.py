@@ -28,6 +28,9 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoFeatureExtractor": "feature_extraction_maskspec.MaskSpecFeatureExtractor",
 }
 
+DECODER_TYPES = ("self_attention", "cross_attention")
+MASK_STRATEGIES = ("random", "inverse_block", "time", "frequency")
+
 
 @auto_docstring(checkpoint="maskspec-hf/maskspec-small")
 @strict(accept_kwargs=True)
@@ -50,8 +53,39 @@ class MaskSpecConfig(PreTrainedConfig):
         Number of attention heads in the pre-training decoder.
     decoder_intermediate_size (`int`, *optional*, defaults to 2048):
         Feed-forward width of the pre-training decoder.
+    decoder_type (`str`, *optional*, defaults to `"self_attention"`):
+        The pre-training decoder. `"self_attention"` is the paper's (MAE's): the decoder-projected visible tokens
+        and a shared mask token at every reconstructed position, plus sinusoidal positions, go through
+        `decoder_num_hidden_layers` pre-norm ViT blocks. `"cross_attention"` is CrossMAE's (Fu et al. 2024): the
+        queries are the mask token plus the position of each reconstructed patch, and each block does
+        cross-attention from the queries to the decoder-projected visible tokens (plus their positions), then the
+        MLP; there is no self-attention over all patches, so its cost grows with the number of reconstructed
+        patches times the number of visible ones. Its blocks have their own weights (`decoder.layers.*.cross_*`),
+        so a checkpoint of one type does not fill the other's decoder blocks. Both use the `decoder_*` sizes.
+    decoder_reconstruct_ratio (`float`, *optional*, defaults to 1.0):
+        Fraction of the masked patches reconstructed (and scored) per training step, in (0, 1]: each sample
+        reconstructs `max(1, floor(num_masked * ratio))` of its masked patches, chosen at random (the masked
+        patches with the smallest masking `noise`, so a given `noise` or seed gives the same subset). The decoder
+        then runs over the visible tokens plus that subset only, and the loss is the MSE over exactly those patches.
+        1.0 reconstructs all masked patches (the paper). In eval mode every masked patch is reconstructed, whatever
+        the ratio (so reconstruction figures are complete).
     mask_ratio (`float`, *optional*, defaults to 0.75):
         Fraction of patches masked (removed from the encoder input) during pre-training; must lie in [0.05, 0.95].
+        Exactly `floor(num_patches * mask_ratio)` patches per sample are masked, whatever `mask_strategy`.
+    mask_strategy (`str`, *optional*, defaults to `"random"`):
+        Which patches pre-training masks. `"random"`: uniformly at random (the paper's). `"inverse_block"`
+        (data2vec 2.0 / EAT): visible blocks of `mask_block_size` x `mask_block_size` patches (time x frequency,
+        clipped at the edges, possibly overlapping) are placed around random centers until
+        `num_patches - num_masked` patches are visible; everything else is masked. `"time"`: whole time columns
+        (all frequency patches of one time step) are masked. `"frequency"`: whole frequency rows (one frequency band
+        over all time steps). Where whole blocks, columns or rows overshoot the exact count, the last one is only
+        partly visible (or masked), its patches chosen at random. Every strategy is driven by the same `noise`
+        (or the global seed), so a given `noise` gives the same mask. Padding patches are treated as in `"random"`:
+        they may be masked or visible, and they are left out of attention and of the loss. The classifier's
+        `patchout_ratio` always drops patches uniformly at random.
+    mask_block_size (`int`, *optional*, defaults to 5):
+        Side, in patches, of the square visible blocks of `mask_strategy="inverse_block"` (EAT uses 5); unused by
+        the other strategies.
     norm_pix_loss (`bool`, *optional*, defaults to `False`):
         Normalize every target patch by its own mean and standard deviation before the reconstruction loss. The
         official MaskSpec scripts do (set `True` to reproduce them); MSM-MAE does not, and neither do we by default:
@@ -104,7 +138,11 @@ class MaskSpecConfig(PreTrainedConfig):
     decoder_num_hidden_layers: int = 8
     decoder_num_attention_heads: int = 16
     decoder_intermediate_size: int = 2048
+    decoder_type: str = "self_attention"
+    decoder_reconstruct_ratio: float | int = 1.0
     mask_ratio: float = 0.75
+    mask_strategy: str = "random"
+    mask_block_size: int = 5
     norm_pix_loss: bool = False
     classifier_dropout: float | int = 0.0
     patchout_ratio: float | int = 0.0
@@ -129,6 +167,7 @@ class MaskSpecConfig(PreTrainedConfig):
             "decoder_num_attention_heads",
             "decoder_intermediate_size",
             "inference_window_batch_size",
+            "mask_block_size",
         )
         for name in positive:
             value = getattr(self, name)
@@ -136,6 +175,14 @@ class MaskSpecConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         if not 0.05 <= self.mask_ratio <= 0.95:
             raise ValueError(f"`mask_ratio` must lie in [0.05, 0.95], got {self.mask_ratio}.")
+        if self.decoder_type not in DECODER_TYPES:
+            raise ValueError(f"`decoder_type` must be one of {DECODER_TYPES}, got {self.decoder_type!r}.")
+        if isinstance(self.decoder_reconstruct_ratio, bool) or not 0.0 < self.decoder_reconstruct_ratio <= 1.0:
+            raise ValueError(
+                f"`decoder_reconstruct_ratio` must lie in (0, 1], got {self.decoder_reconstruct_ratio!r}."
+            )
+        if self.mask_strategy not in MASK_STRATEGIES:
+            raise ValueError(f"`mask_strategy` must be one of {MASK_STRATEGIES}, got {self.mask_strategy!r}.")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "patchout_ratio"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"`{name}` must lie in [0, 1), got {getattr(self, name)}.")
@@ -204,4 +251,4 @@ class MaskSpecConfig(PreTrainedConfig):
         return self.patch_size * self.patch_size
 
 
-__all__ = ["MaskSpecConfig", "MASKSPEC_PRESETS", "REMOTE_CODE_AUTO_MAP"]
+__all__ = ["DECODER_TYPES", "MASKSPEC_PRESETS", "MASK_STRATEGIES", "MaskSpecConfig", "REMOTE_CODE_AUTO_MAP"]

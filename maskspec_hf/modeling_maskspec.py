@@ -148,6 +148,82 @@ def random_masking(
     return ids_shuffle[:, :num_keep], mask, ids_restore
 
 
+def _min_pool(values: torch.Tensor, grid: tuple[int, int], block_size: int) -> torch.Tensor:
+    """`[batch, n]` -> for every patch, the smallest value over the `block_size` x `block_size` patches (time x
+    frequency) around it, edges clipped."""
+    grid_values = values.reshape(values.shape[0], 1, grid[0], grid[1])
+    before = (block_size - 1) // 2
+    after = block_size - 1 - before
+    padded = nn.functional.pad(-grid_values, (before, after, before, after), value=-math.inf)
+    return -nn.functional.max_pool2d(padded, block_size, stride=1).reshape(values.shape)
+
+
+def _order_by(keys: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Patch indices `[batch, n]` sorted by `keys`, ties broken by `noise` (both ascending)."""
+    by_noise = torch.argsort(noise, dim=1)
+    by_key = torch.argsort(keys.gather(1, by_noise), dim=1, stable=True)
+    return by_noise.gather(1, by_key)
+
+
+def structured_masking(
+    grid: tuple[int, int],
+    mask_ratio: float,
+    strategy: str,
+    noise: torch.Tensor | None = None,
+    block_size: int = 5,
+    batch_size: int | None = None,
+    device=None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Like `random_masking`, with structure: exactly floor(n * mask_ratio) patches masked per sample.
+
+    Patches are ranked by a key drawn from `noise` (`[batch, n]`, uniform; drawn when `None`), ties broken by each
+    patch's own noise, and the `n - num_masked` smallest stay visible:
+
+    - `"random"`: the patch's noise (the same mask as `random_masking`).
+    - `"time"` / `"frequency"`: the mean noise of the patch's time column / frequency row, so whole columns (rows)
+      are masked; the one the exact count cuts through is split at random.
+    - `"inverse_block"` (data2vec 2.0, EAT): the smallest noise in the `block_size` x `block_size` block around
+      the patch. A patch's key is the noise of the first center (in increasing noise) whose block covers it, so the
+      visible patches are the union of the blocks around the centers with the smallest noise, the last block cut at
+      random to the exact count, and the rest is masked.
+
+    Returns `ids_keep`, `mask` and `ids_restore` as `random_masking` does. In `argsort(ids_restore)` the masked
+    patches come in the order of their own noise (a uniformly random order, which `decoder_reconstruct_ratio`
+    takes its subset from); for `"random"` this is exactly `random_masking`'s order.
+    """
+    num_patches = grid[0] * grid[1]
+    batch_size = noise.shape[0] if batch_size is None else batch_size
+    if noise is None:
+        noise = torch.rand(batch_size, num_patches, device=device)
+    elif noise.shape != (batch_size, num_patches):
+        raise ValueError(f"`noise` must have shape {(batch_size, num_patches)}, got {tuple(noise.shape)}.")
+    if strategy == "random":
+        return random_masking(batch_size, num_patches, mask_ratio, noise=noise)
+    num_keep = num_patches - math.floor(num_patches * mask_ratio)
+    values = noise.float()
+    grid_values = values.reshape(batch_size, grid[0], grid[1])
+    if strategy == "time":
+        keys = grid_values.mean(dim=2, keepdim=True).expand(-1, -1, grid[1]).reshape(batch_size, num_patches)
+    elif strategy == "frequency":
+        keys = grid_values.mean(dim=1, keepdim=True).expand(-1, grid[0], -1).reshape(batch_size, num_patches)
+    elif strategy == "inverse_block":
+        keys = _min_pool(values, grid, block_size)
+    else:
+        raise ValueError(f"Unknown `mask_strategy` {strategy!r}.")
+    visible = torch.zeros(batch_size, num_patches, dtype=torch.bool, device=noise.device)
+    visible.scatter_(1, _order_by(keys, values)[:, :num_keep], True)
+    # Visible patches first, then the masked ones, each part in the order of the patches' own noise.
+    ids_shuffle = _order_by((~visible).to(values.dtype), values)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = (~visible).to(noise.dtype if noise.is_floating_point() else torch.float32)
+    return ids_shuffle[:, :num_keep], mask, ids_restore
+
+
+def num_reconstructed(num_masked: int, ratio: float) -> int:
+    """How many masked patches `decoder_reconstruct_ratio` reconstructs: `max(1, floor(num_masked * ratio))`."""
+    return min(num_masked, max(1, math.floor(num_masked * ratio)))
+
+
 def frames_to_patch_mask(attention_mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
     """Frame-level padding mask `[batch, frames]` -> patch-level `[batch, n]` (bool).
 
@@ -247,6 +323,11 @@ class MaskSpecForPreTrainingOutput(ModelOutput):
         Indices that restore the original patch order.
     grid (`tuple[int, int]`):
         Number of patches along time and frequency.
+    reconstruction_mask (`torch.FloatTensor` of shape `(batch_size, num_patches)`):
+        1 for the patches the decoder reconstructed and the loss scored: the masked patches, or in training with
+        `config.decoder_reconstruct_ratio < 1` the subset of them. `logits` are 0 for the other patches, except with
+        the paper's decoder over all patches (`decoder_type="self_attention"`, all masked patches reconstructed),
+        which predicts every patch.
     """
 
     loss: torch.FloatTensor | None = None
@@ -256,6 +337,7 @@ class MaskSpecForPreTrainingOutput(ModelOutput):
     grid: tuple[int, int] | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    reconstruction_mask: torch.FloatTensor | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -392,7 +474,14 @@ class MaskSpecDecoder(nn.Module):
         ids_restore: torch.Tensor,
         grid: tuple[int, int],
         patch_mask: torch.Tensor | None = None,
+        ids_visible: torch.Tensor | None = None,
+        ids_reconstruct: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Predictions `[batch, n, p*p]` for every patch in patch order (the paper's decoder over all patches), or,
+        given `ids_visible` (the order of `latent`'s tokens) and `ids_reconstruct`, `[batch, r, p*p]` for those
+        patches only, with the decoder over the visible tokens and those `r` mask tokens alone."""
+        if ids_reconstruct is not None:
+            return self._forward_subset(latent, grid, patch_mask, ids_visible, ids_reconstruct)
         hidden_states = self.decoder_embed(latent)
         batch_size, num_visible, width = hidden_states.shape
         mask_tokens = self.mask_token.expand(batch_size, ids_restore.shape[1] - num_visible, width)
@@ -408,6 +497,133 @@ class MaskSpecDecoder(nn.Module):
             hidden_states = layer(hidden_states, attention_mask)
         return self.pred(self.norm(hidden_states))
 
+    def _forward_subset(self, latent, grid, patch_mask, ids_visible, ids_reconstruct) -> torch.Tensor:
+        context, queries = _decoder_tokens(self, latent, grid, ids_visible, ids_reconstruct)
+        hidden_states = torch.cat([context, queries], dim=1)
+        if patch_mask is not None:
+            patch_mask = torch.cat([patch_mask.gather(1, ids_visible), patch_mask.gather(1, ids_reconstruct)], dim=1)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask)
+        return self.pred(self.norm(hidden_states[:, context.shape[1] :]))
+
+
+def _decoder_tokens(
+    decoder: nn.Module, latent: torch.Tensor, grid: tuple[int, int], ids_visible: torch.Tensor, ids_reconstruct
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's inputs for a subset of patches: the projected visible tokens plus their positions, and the
+    mask token plus the position of each patch of `ids_reconstruct`."""
+    context = decoder.decoder_embed(latent)
+    table = sinusoidal_position_embedding(grid, context.shape[-1], device=context.device, dtype=context.dtype)
+    context = context + nn.functional.embedding(ids_visible, table)
+    queries = decoder.mask_token + nn.functional.embedding(ids_reconstruct, table)
+    return context, queries
+
+
+class MaskSpecCrossAttention(nn.Module):
+    """Multi-head cross-attention from queries to a context (CrossMAE); kernel from `ALL_ATTENTION_FUNCTIONS`."""
+
+    def __init__(self, config: MaskSpecConfig, hidden_size: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.query = nn.Linear(hidden_size, hidden_size, bias=config.qkv_bias)
+        self.key_value = nn.Linear(hidden_size, 2 * hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch_size, num_queries, _ = hidden_states.shape
+        query = self.query(hidden_states).view(batch_size, num_queries, self.num_heads, self.head_dim).transpose(1, 2)
+        key_value = self.key_value(context).view(batch_size, context.shape[1], 2, self.num_heads, self.head_dim)
+        key, value = (states.transpose(1, 2) for states in key_value.unbind(2))
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return self.proj(attn_output.reshape(batch_size, num_queries, -1)), attn_weights
+
+
+class MaskSpecCrossAttentionLayer(GradientCheckpointingLayer):
+    """CrossMAE decoder block: pre-norm cross-attention from the queries to the visible tokens, then the MLP."""
+
+    def __init__(self, config: MaskSpecConfig, hidden_size: int, num_heads: int, intermediate_size: int):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.cross_attention = MaskSpecCrossAttention(config, hidden_size, num_heads)
+        self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MaskSpecMLP(config, hidden_size, intermediate_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
+        attn_output, _ = self.cross_attention(self.layernorm_before(hidden_states), context, attention_mask, **kwargs)
+        hidden_states = hidden_states + self.dropout(attn_output)
+        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+
+
+class MaskSpecCrossAttentionDecoder(nn.Module):
+    """CrossMAE pre-training decoder (`decoder_type="cross_attention"`): queries = mask token + position of each
+    patch to reconstruct; every block cross-attends from them to the projected visible tokens (with positions,
+    LayerNorm'ed once as `context_norm`), then runs the MLP. No self-attention; cost ~ queries x visible tokens."""
+
+    def __init__(self, config: MaskSpecConfig):
+        super().__init__()
+        self.config = config
+        self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        self.context_norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.cross_layers = nn.ModuleList(
+            [
+                MaskSpecCrossAttentionLayer(
+                    config,
+                    config.decoder_hidden_size,
+                    config.decoder_num_attention_heads,
+                    config.decoder_intermediate_size,
+                )
+                for _ in range(config.decoder_num_hidden_layers)
+            ]
+        )
+        self.norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.pred = nn.Linear(config.decoder_hidden_size, config.patch_dim)
+
+    def forward(
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.Tensor,
+        grid: tuple[int, int],
+        patch_mask: torch.Tensor | None = None,
+        ids_visible: torch.Tensor | None = None,
+        ids_reconstruct: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predictions `[batch, r, p*p]` for the patches of `ids_reconstruct` (`ids_visible`: `latent`'s order)."""
+        context, hidden_states = _decoder_tokens(self, latent, grid, ids_visible, ids_reconstruct)
+        context = self.context_norm(context)
+        if patch_mask is not None:
+            patch_mask = patch_mask.gather(1, ids_visible)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask, encoder_hidden_states=context
+        )
+        for layer in self.cross_layers:
+            hidden_states = layer(hidden_states, context, attention_mask)
+        return self.pred(self.norm(hidden_states))
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Models
@@ -421,7 +637,7 @@ class MaskSpecPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     input_modalities = ("audio",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["MaskSpecLayer"]
+    _no_split_modules = ["MaskSpecLayer", "MaskSpecCrossAttentionLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -446,7 +662,7 @@ class MaskSpecPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, MaskSpecDecoder):
+        elif isinstance(module, (MaskSpecDecoder, MaskSpecCrossAttentionDecoder)):
             init.normal_(module.mask_token, std=self.config.initializer_range)
 
 
@@ -498,6 +714,7 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         mask_ratio: float | None = None,
         noise: torch.Tensor | None = None,
+        mask_strategy: str | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MaskSpecModelOutput:
         r"""
@@ -512,6 +729,9 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
             `None` (the default, used for embeddings and classification).
         noise (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
             Drives the masking (patches with the smallest noise stay visible), for deterministic masks.
+        mask_strategy (`str`, *optional*):
+            Which patches to mask: `"random"`, `"inverse_block"`, `"time"` or `"frequency"` (see
+            [`MaskSpecConfig`]); defaults to `config.mask_strategy`.
         """
         self.check_input_values(input_values)
         patch_size = self.config.patch_size
@@ -526,9 +746,25 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
         if mask_ratio is not None or noise is not None:
             mask_ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
             _check_mask_ratio(mask_ratio)
-            ids_keep, mask, ids_restore = random_masking(
-                hidden_states.shape[0], hidden_states.shape[1], mask_ratio, noise=noise, device=hidden_states.device
-            )
+            mask_strategy = self.config.mask_strategy if mask_strategy is None else mask_strategy
+            if mask_strategy == "random":  # the paper's masking; the one that traces (compile, export)
+                ids_keep, mask, ids_restore = random_masking(
+                    hidden_states.shape[0],
+                    hidden_states.shape[1],
+                    mask_ratio,
+                    noise=noise,
+                    device=hidden_states.device,
+                )
+            else:
+                ids_keep, mask, ids_restore = structured_masking(
+                    grid,
+                    mask_ratio,
+                    mask_strategy,
+                    noise=noise,
+                    block_size=self.config.mask_block_size,
+                    batch_size=hidden_states.shape[0],
+                    device=hidden_states.device,
+                )
             hidden_states = torch.gather(
                 hidden_states, 1, ids_keep[:, :, None].expand(-1, -1, hidden_states.shape[-1])
             )
@@ -570,7 +806,8 @@ class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
     def __init__(self, config: MaskSpecConfig):
         super().__init__(config)
         self.maskspec = MaskSpecModel(config)
-        self.decoder = MaskSpecDecoder(config)
+        decoder_class = MaskSpecCrossAttentionDecoder if config.decoder_type == "cross_attention" else MaskSpecDecoder
+        self.decoder = decoder_class(config)
         self.post_init()
 
     def patchify(self, input_values: torch.Tensor) -> torch.Tensor:
@@ -643,16 +880,39 @@ class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
         # The grid from the input shape: `outputs.grid` is `None` while exporting.
         grid = (input_values.shape[1] // self.config.patch_size, self.config.num_freq_patches)
         patch_mask = _padding_patch_mask(attention_mask, grid, self.config.patch_size)
-        logits = self.decoder(outputs.last_hidden_state, outputs.ids_restore, grid, patch_mask)
-        loss = reconstruction_loss(
-            logits, self.patchify(input_values), outputs.mask, self.config.norm_pix_loss, patch_mask
-        )
+        latent, ids_restore = outputs.last_hidden_state, outputs.ids_restore
+        targets = self.patchify(input_values)
+        ratio = self.config.decoder_reconstruct_ratio if self.training else 1.0
+        if self.config.decoder_type == "self_attention" and ratio == 1.0:
+            # The paper's decoder over all patches, in patch order.
+            logits = self.decoder(latent, ids_restore, grid, patch_mask)
+            reconstruction_mask = outputs.mask
+            loss = reconstruction_loss(logits, targets, outputs.mask, self.config.norm_pix_loss, patch_mask)
+        else:
+            # The decoder over the visible tokens and the reconstructed subset only.
+            num_visible = latent.shape[1]
+            ids_shuffle = torch.argsort(ids_restore, dim=1)  # visible, then masked in noise order
+            count = num_reconstructed(ids_restore.shape[1] - num_visible, ratio)
+            ids_visible = ids_shuffle[:, :num_visible]
+            ids_reconstruct = ids_shuffle[:, num_visible : num_visible + count]
+            predictions = self.decoder(latent, ids_restore, grid, patch_mask, ids_visible, ids_reconstruct)
+            index = ids_reconstruct[:, :, None].expand(-1, -1, targets.shape[-1])
+            loss = reconstruction_loss(
+                predictions,
+                targets.gather(1, index),
+                torch.ones_like(ids_reconstruct, dtype=outputs.mask.dtype),
+                self.config.norm_pix_loss,
+                None if patch_mask is None else patch_mask.gather(1, ids_reconstruct),
+            )
+            logits = predictions.new_zeros(targets.shape).scatter(1, index, predictions)
+            reconstruction_mask = torch.zeros_like(outputs.mask).scatter(1, ids_reconstruct, 1.0)
         return MaskSpecForPreTrainingOutput(
             loss=loss,
             logits=logits,
             mask=outputs.mask,
-            ids_restore=outputs.ids_restore,
+            ids_restore=ids_restore,
             grid=grid,
+            reconstruction_mask=reconstruction_mask,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -716,7 +976,7 @@ class MaskSpecForAudioClassification(MaskSpecPreTrainedModel):
         """Encoder, pooling and head on inputs of at most one window each."""
         patchout = self.config.patchout_ratio if self.training and self.config.patchout_ratio > 0 else None
         outputs: MaskSpecModelOutput = self.maskspec(
-            input_values, attention_mask=attention_mask, mask_ratio=patchout, **kwargs
+            input_values, attention_mask=attention_mask, mask_ratio=patchout, mask_strategy="random", **kwargs
         )
         return self.classifier(self.dropout(self.fc_norm(outputs.pooler_output))), outputs
 
@@ -798,8 +1058,10 @@ __all__ = [
     "MaskSpecPreTrainedModel",
     "frames_to_patch_mask",
     "patchify",
+    "num_reconstructed",
     "random_masking",
     "reconstruction_loss",
+    "structured_masking",
     "sinusoidal_position_embedding",
     "unpatchify",
 ]
