@@ -72,26 +72,12 @@ RECIPE_TARGETS = {"fp32": 8.0, "bf16": 16.0}  # the recommended CPU recipe vs Vi
 RECIPE_NAME = "recipe: 2x256 cross-attention, reconstruct 0.25"
 
 
-def step_fn(model: torch.nn.Module, inputs: dict, bf16: bool):
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0e-4)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
 def build(with_bf16: bool) -> tuple[dict, dict]:
     torch.manual_seed(0)
     fns, info = {}, {}
     vitmae = ViTMAEForPreTraining(run.vitmae_config("tiny"))
     pixels = {"pixel_values": torch.randn(BATCH, 1, MEL, FRAMES // 16 * 16), "interpolate_pos_encoding": True}
-    fns["ViTMAE fp32"] = step_fn(vitmae, pixels, bf16=False)
+    fns["ViTMAE fp32"] = run.training_step(vitmae, pixels, bf16=False)
     info["ViTMAE fp32"] = {"params": sum(p.numel() for p in vitmae.parameters()), "group": "peer", "precision": "fp32"}
     inputs = {"input_values": torch.randn(BATCH, FRAMES, MEL)}
     for precision in ("fp32", "bf16") if with_bf16 else ("fp32",):
@@ -101,7 +87,7 @@ def build(with_bf16: bool) -> tuple[dict, dict]:
             config = MaskSpecConfig.from_preset("tiny", mask_ratio=0.75, **overrides)
             model = MaskSpecForPreTraining(config)
             key = f"{name} {precision}"
-            fns[key] = step_fn(model, inputs, bf16=precision == "bf16")
+            fns[key] = run.training_step(model, inputs, bf16=precision == "bf16")
             info[key] = {
                 "params": sum(p.numel() for p in model.parameters()),
                 "group": group,

@@ -275,6 +275,12 @@ def pretraining_step(side: str, size: str, batch: int, frames: int = FRAMES, bf1
         # ViTMAE's image is [channels, height = mel, width = time]; it rejects a non-square image_size, so the
         # 128 x 128 position table is interpolated to the 8 x 64 grid.
         inputs = {"pixel_values": torch.randn(batch, 1, MEL, frames), "interpolate_pos_encoding": True}
+    return training_step(model, inputs, bf16)
+
+
+def training_step(model: torch.nn.Module, inputs: dict, bf16: bool = False):
+    """A closure doing one pre-training step of `model` on `inputs`: forward (bf16 autocast if asked), backward,
+    AdamW. Shared by every step benchmark, so each side pays for the same optimizer work."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.0e-4)
 

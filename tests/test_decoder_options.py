@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from test_modeling import small_config as modeling_small_config
 
 from maskspec_hf import MaskSpecConfig, MaskSpecForPreTraining
 from maskspec_hf.modeling_maskspec import num_reconstructed, random_masking, structured_masking
@@ -22,21 +23,8 @@ NUM_PATCHES = GRID[0] * GRID[1]
 
 
 def small_config(**kwargs) -> MaskSpecConfig:
-    defaults = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        decoder_hidden_size=32,
-        decoder_num_hidden_layers=2,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=64,
-        num_mel_bins=32,
-        patch_size=8,
-        max_frames=64,
-        mask_block_size=2,
-    )
-    return MaskSpecConfig(**{**defaults, **kwargs})
+    # test_modeling's few-layer config, with a 2-block decoder and blocks that fit the 8 x 4 grid.
+    return modeling_small_config(**{"decoder_num_hidden_layers": 2, "mask_block_size": 2, **kwargs})
 
 
 def hand_loss(logits, targets, weights):

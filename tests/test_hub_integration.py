@@ -106,7 +106,8 @@ def test_multilabel_pipeline_uses_sigmoid(tmp_path):
     assert all(0 < r["score"] < 1 for r in results) and sum(r["score"] for r in results) != pytest.approx(1.0)
 
 
-REMOTE_SCRIPT = textwrap.dedent(
+# The start of every remote-code script: the package cannot be imported there, even where it is installed.
+WITHOUT_THE_PACKAGE = textwrap.dedent(
     """
     import sys
     sys.modules["maskspec_hf"] = None  # make the package impossible to import, even if it is installed
@@ -116,6 +117,12 @@ REMOTE_SCRIPT = textwrap.dedent(
         pass
     else:
         raise SystemExit("maskspec_hf is importable: the test would prove nothing")
+    """
+)
+
+
+REMOTE_SCRIPT = WITHOUT_THE_PACKAGE + textwrap.dedent(
+    """
     import numpy as np, torch
     from transformers import AutoModelForAudioClassification, pipeline
 
@@ -180,16 +187,9 @@ def test_every_saved_folder_maps_every_auto_class(tmp_path, model_class):
         assert (tmp_path / f"{reference.split('.')[0]}.py").is_file(), reference
 
 
-REMOTE_ALL_AUTO_SCRIPT = textwrap.dedent(
+REMOTE_ALL_AUTO_SCRIPT = WITHOUT_THE_PACKAGE + textwrap.dedent(
     """
-    import json, os, sys
-    sys.modules["maskspec_hf"] = None  # make the package impossible to import, even if it is installed
-    try:
-        import maskspec_hf  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("maskspec_hf is importable: the test would prove nothing")
+    import json, os
     import numpy as np, torch
     from transformers import (
         AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining,
