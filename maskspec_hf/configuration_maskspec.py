@@ -30,6 +30,8 @@ REMOTE_CODE_AUTO_MAP = {
 
 DECODER_TYPES = ("self_attention", "cross_attention")
 MASK_STRATEGIES = ("random", "inverse_block", "time", "frequency")
+POOLING_TYPES = ("mean", "cls")
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
 
 
 @auto_docstring(checkpoint="maskspec-hf/maskspec-small")
@@ -40,8 +42,9 @@ class MaskSpecConfig(PreTrainedConfig):
         Number of mel bins of the input spectrogram (its frequency axis).
     max_frames (`int`, *optional*, defaults to 1000):
         Number of spectrogram frames in one model window: 1000 frames = 10 s at the 10 ms hop of the default
-        feature extractor. The model itself accepts any number of frames (its position information is sinusoidal);
-        this is the window used for training crops and for splitting longer audio at inference.
+        feature extractor. With sinusoidal positions the model itself accepts any number of frames; this is the
+        window used for training crops and for splitting longer audio at inference. With learned positions it is
+        also the grid of the position table (`max_frames // patch_size` time patches).
     patch_size (`int`, *optional*, defaults to 16):
         Side of the square, non-overlapping patches (frames x mel bins) the spectrogram is cut into. Trailing
         frames or mel bins that do not fill a whole patch are cropped.
@@ -94,6 +97,31 @@ class MaskSpecConfig(PreTrainedConfig):
         level and spectral envelope makes the encoder keep them.
     qkv_bias (`bool`, *optional*, defaults to `True`):
         Whether the query, key and value projections have a bias.
+    use_cls_token (`bool`, *optional*, defaults to `False`):
+        Prepend a learned class token (`maskspec.cls_token`) to the encoder's sequence, as ViT / MAE do. It is
+        added after masking (never masked), attends like any token, and carries position zero (the zero row of
+        MAE's sinusoids) or row 0 of a learned table. `last_hidden_state` keeps the patch tokens only; the class
+        token's output is `cls_hidden_state`. The pre-training decoder carries it too (MAE: projected with the
+        visible tokens, dropped before the prediction); the reconstruction loss is over patches only.
+    pooling (`str`, *optional*, defaults to `"mean"`):
+        What the encoder's `pooler_output` is: `"mean"`, the mean of `last_hidden_state` over the real patches
+        (the class token left out); `"cls"`, the class token's output (needs `use_cls_token`).
+    use_final_layernorm (`bool`, *optional*, defaults to `True`):
+        Whether the encoder ends with a LayerNorm (`maskspec.layernorm`). MAE-style fine-tuning with global
+        pooling has none: the mean is over the raw block outputs, then `fc_norm`.
+    use_fc_norm (`bool`, *optional*, defaults to `True`):
+        Whether the classifier normalizes the pooled embedding with a LayerNorm (`fc_norm`) before its head. MAE's
+        class-token pooling has none (its final LayerNorm comes before the class token is taken).
+    position_embedding_type (`str`, *optional*, defaults to `"sinusoidal"`):
+        The encoder's positions. `"sinusoidal"`: fixed 2-D sinusoids (half of the channels for time, half for
+        frequency; MAE's layout), any number of frames. `"learned"`: a trained table
+        `maskspec.position_embeddings` of shape `[1, n, hidden_size]` for the grid of `max_frames // patch_size`
+        time x `num_mel_bins // patch_size` frequency patches, in patch order (time-major), with a first row for
+        the class token when there is one; initialized with the sinusoids. Inputs with fewer time patches use the
+        table's first time columns; more than `max_frames` frames are an error (the classifier splits longer
+        inputs into `max_frames` windows anyway).
+    decoder_position_embedding_type (`str`, *optional*, defaults to `"sinusoidal"`):
+        The same choice for the pre-training decoder (`decoder.position_embeddings`, `decoder_hidden_size` wide).
     classifier_dropout (`float`, *optional*, defaults to 0.0):
         Dropout on the pooled embedding before the classification head.
     patchout_ratio (`float`, *optional*, defaults to 0.0):
@@ -144,6 +172,12 @@ class MaskSpecConfig(PreTrainedConfig):
     mask_strategy: str = "random"
     mask_block_size: int = 5
     norm_pix_loss: bool = False
+    use_cls_token: bool = False
+    pooling: str = "mean"
+    use_final_layernorm: bool = True
+    use_fc_norm: bool = True
+    position_embedding_type: str = "sinusoidal"
+    decoder_position_embedding_type: str = "sinusoidal"
     classifier_dropout: float | int = 0.0
     patchout_ratio: float | int = 0.0
     inference_window_overlap: float | int = 0.5
@@ -183,6 +217,7 @@ class MaskSpecConfig(PreTrainedConfig):
             )
         if self.mask_strategy not in MASK_STRATEGIES:
             raise ValueError(f"`mask_strategy` must be one of {MASK_STRATEGIES}, got {self.mask_strategy!r}.")
+        self._check_token_options()
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "patchout_ratio"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"`{name}` must lie in [0, 1), got {getattr(self, name)}.")
@@ -209,6 +244,15 @@ class MaskSpecConfig(PreTrainedConfig):
                 f"`patch_size` ({self.patch_size}) must not exceed the spectrogram: num_mel_bins={self.num_mel_bins}, "
                 f"max_frames={self.max_frames}."
             )
+
+    def _check_token_options(self):
+        if self.pooling not in POOLING_TYPES:
+            raise ValueError(f"`pooling` must be one of {POOLING_TYPES}, got {self.pooling!r}.")
+        if self.pooling == "cls" and not self.use_cls_token:
+            raise ValueError('`pooling="cls"` needs a class token: set `use_cls_token=True`.')
+        for name in ("position_embedding_type", "decoder_position_embedding_type"):
+            if getattr(self, name) not in POSITION_EMBEDDING_TYPES:
+                raise ValueError(f"`{name}` must be one of {POSITION_EMBEDDING_TYPES}, got {getattr(self, name)!r}.")
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "MaskSpecConfig":
@@ -250,5 +294,18 @@ class MaskSpecConfig(PreTrainedConfig):
     def patch_dim(self) -> int:
         return self.patch_size * self.patch_size
 
+    @property
+    def num_time_patches(self) -> int:
+        """Time patches of one `max_frames` window: the grid of learned position tables."""
+        return self.max_frames // self.patch_size
 
-__all__ = ["DECODER_TYPES", "MASKSPEC_PRESETS", "MASK_STRATEGIES", "MaskSpecConfig", "REMOTE_CODE_AUTO_MAP"]
+
+__all__ = [
+    "DECODER_TYPES",
+    "MASKSPEC_PRESETS",
+    "MASK_STRATEGIES",
+    "POOLING_TYPES",
+    "POSITION_EMBEDDING_TYPES",
+    "MaskSpecConfig",
+    "REMOTE_CODE_AUTO_MAP",
+]

@@ -19,11 +19,67 @@ from transformers.utils import PaddingStrategy, TensorType, logging
 logger = logging.get_logger(__name__)
 
 
+# torch.finfo(torch.float32).eps: the log guard of MSM-MAE (`log(x + eps)`) and Kaldi's fbank (`log(max(x, eps))`).
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+# The front ends of the sources, as constructor arguments over the defaults (the defaults are PaSST's, which MaskSpec
+# uses). See `MaskSpecFeatureExtractor.from_front_end`.
+FRONT_ENDS = {
+    "passt": {},
+    "maskspec": {},
+    # nttcslab/msm-mae runtime.py: nnAudio MelSpectrogram (periodic Hann, reflect-centred STFT, power 2, librosa's
+    # Slaney mel scale and area norm), `log(x + eps)`. MSM-MAE computes its statistics at run time; -7.1 / 4.2 are
+    # the AudioSet values its authors ship for this front end in nttcslab/m2d ("for 2022 models").
+    "msm_mae": dict(
+        sampling_rate=16000,
+        feature_size=80,
+        n_fft=400,
+        win_length=400,
+        hop_length=160,
+        preemphasis=0.0,
+        periodic_window=True,
+        f_min=50.0,
+        f_max=8000.0,
+        mel_scale="slaney",
+        mel_norm="slaney",
+        log_offset=FLOAT32_EPS,
+        mean=-7.1,
+        std=4.2,
+    ),
+    # facebookresearch/AudioMAE dataset.py: torchaudio.compliance.kaldi.fbank (htk_compat, no energy, "hanning",
+    # 128 bins, no dither, 10 ms shift, Kaldi defaults otherwise), cut/zero-padded to 1024 frames, then
+    # (x - mean) / (2 * std) with the AudioSet statistics.
+    "audiomae": dict(
+        sampling_rate=16000,
+        feature_size=128,
+        n_fft=512,
+        win_length=400,
+        hop_length=160,
+        center=False,
+        remove_dc_offset=True,
+        preemphasis=0.97,
+        preemphasis_per_frame=True,
+        f_min=20.0,
+        f_max=8000.0,
+        log_offset=FLOAT32_EPS,
+        log_offset_mode="max",
+        mean=-4.2677393,
+        std=4.5689974,
+        std_multiplier=2.0,
+        max_length_frames=1024,
+        pad_or_truncate=True,
+    ),
+}
+# Front ends that pad the raw log-mel with zeros before normalizing: their `padding_value` follows mean and std.
+_PADS_RAW_ZEROS = {"audiomae"}
+
+
 class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
     r"""
-    Turns mono waveforms into normalized log-mel spectrograms of shape `[batch, frames, feature_size]`, the front end
-    of PaSST that MaskSpec uses: pre-emphasis, a centered STFT with reflect padding and a symmetric Hann window, a
-    Kaldi-scale mel filterbank, `log(mel + log_offset)` and `(x - mean) / std`.
+    Turns mono waveforms into normalized log-mel spectrograms of shape `[batch, frames, feature_size]`. The defaults
+    are the front end of PaSST that MaskSpec uses: pre-emphasis, a centered STFT with reflect padding and a symmetric
+    Hann window, a Kaldi-scale mel filterbank, `log(mel + log_offset)` and `(x - mean) / std`. The front ends of
+    MSM-MAE and AudioMAE (Kaldi fbank) are presets of the same fields: see [`~MaskSpecFeatureExtractor.from_front_end`].
 
     The maths runs batched in torch and is batch-invariant: a clip gives the same features alone or in a padded batch.
 
@@ -37,7 +93,8 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         n_fft (`int`, *optional*, defaults to 1024):
             FFT size.
         win_length (`int`, *optional*, defaults to 800):
-            Window length in samples (25 ms at 32 kHz); the window is zero-padded to `n_fft`, centered.
+            Window length in samples (25 ms at 32 kHz); the window is zero-padded to `n_fft` (centered when
+            `center`, on the right otherwise, as Kaldi; the power spectrum is the same).
         hop_length (`int`, *optional*, defaults to 320):
             Hop between frames in samples (10 ms at 32 kHz).
         preemphasis (`float`, *optional*, defaults to 0.97):
@@ -47,22 +104,50 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         f_max (`float`, *optional*, defaults to 15000.0):
             Highest mel filter edge in Hz; at most `sampling_rate / 2`.
         log_offset (`float`, *optional*, defaults to 1e-5):
-            Added to the mel energies before the log, so silence stays finite.
+            Guard of the log, so silence stays finite: see `log_offset_mode`.
         do_normalize (`bool`, *optional*, defaults to `True`):
-            Whether to apply `(x - mean) / std` to the log-mel values.
-        mean (`float`, *optional*, defaults to -4.5):
-            Mean of the log-mel values (PaSST's fixed value); `compute_normalization_stats` fits it to a dataset.
-        std (`float`, *optional*, defaults to 5.0):
-            Standard deviation of the log-mel values (PaSST's fixed value).
+            Whether to apply `(x - mean) / (std_multiplier * std)` to the log-mel values.
+        mean (`float` or `list[float]`, *optional*, defaults to -4.5):
+            Mean of the log-mel values (PaSST's fixed value), one for all bins or one per mel bin (`feature_size`
+            values); `compute_normalization_stats` fits it to a dataset.
+        std (`float` or `list[float]`, *optional*, defaults to 5.0):
+            Standard deviation of the log-mel values (PaSST's fixed value), one for all bins or one per mel bin.
         max_length_frames (`int`, *optional*, defaults to 1000):
             Default `max_length` (in frames) for `padding="max_length"` and `truncation=True`; 1000 frames = 10 s.
         return_attention_mask (`bool`, *optional*, defaults to `True`):
             Whether `__call__` returns `attention_mask` (1 = real frame, 0 = padding) by default.
+        std_multiplier (`float`, *optional*, defaults to 1.0):
+            Features are `(x - mean) / (std_multiplier * std)`; AudioMAE (like AST) divides by twice the std.
+        center (`bool`, *optional*, defaults to `True`):
+            Reflect-pad each clip by `n_fft // 2` samples at both ends (`torch.stft(center=True)`), giving
+            `1 + samples // hop_length` frames; `False` frames the clip from its first sample as Kaldi's `snip_edges`,
+            giving `1 + (samples - win_length) // hop_length` frames.
+        periodic_window (`bool`, *optional*, defaults to `False`):
+            Periodic Hann window (`scipy.signal.get_window("hann", fftbins=True)`, nnAudio's) instead of the
+            symmetric one (`np.hanning`, PaSST's and Kaldi's "hanning").
+        remove_dc_offset (`bool`, *optional*, defaults to `False`):
+            Subtract each frame's mean (over its `win_length` samples) before pre-emphasis, as Kaldi.
+        preemphasis_per_frame (`bool`, *optional*, defaults to `False`):
+            Apply pre-emphasis inside each frame, its first sample against itself (Kaldi), instead of once on the
+            clip (PaSST, one sample shorter).
+        mel_scale (`str`, *optional*, defaults to `"kaldi"`):
+            `"kaldi"`: `1127 ln(1 + f / 700)` with triangles in mel space (torchaudio's Kaldi mel banks); `"slaney"`
+            or `"htk"`: librosa's filters, triangles in Hz space.
+        mel_norm (`str`, *optional*):
+            `"slaney"` scales each filter to unit area (librosa's and nnAudio's default); `None` leaves peaks at 1.
+        log_offset_mode (`str`, *optional*, defaults to `"add"`):
+            `"add"`: `log(mel + log_offset)`; `"max"`: `log(max(mel, log_offset))`, Kaldi's floor.
+        pad_or_truncate (`bool`, *optional*, defaults to `False`):
+            When `__call__` gets no `padding`, pad (with `padding_value`) or truncate every clip to exactly
+            `max_length_frames` frames and count the padded frames as input (`attention_mask` 1): AudioMAE's
+            `target_length`, whose model attends to and pools over the zero-padded frames. An explicit `padding`
+            pads as usual (mask 0), with `truncation` off unless asked.
     """
 
     model_input_names = ["input_values", "attention_mask"]
     # Shortest accepted clip in frames: one 16x16 patch of the model.
     min_frames = 16
+    FRONT_ENDS = FRONT_ENDS
 
     def __init__(
         self,
@@ -77,10 +162,19 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         f_max: float = 15000.0,
         log_offset: float = 1e-5,
         do_normalize: bool = True,
-        mean: float = -4.5,
-        std: float = 5.0,
+        mean: float | list[float] = -4.5,
+        std: float | list[float] = 5.0,
         max_length_frames: int = 1000,
         return_attention_mask: bool = True,
+        std_multiplier: float = 1.0,
+        center: bool = True,
+        periodic_window: bool = False,
+        remove_dc_offset: bool = False,
+        preemphasis_per_frame: bool = False,
+        mel_scale: str = "kaldi",
+        mel_norm: str | None = None,
+        log_offset_mode: str = "add",
+        pad_or_truncate: bool = False,
         **kwargs,
     ):
         super().__init__(
@@ -98,29 +192,58 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         self.f_max = f_max
         self.log_offset = log_offset
         self.do_normalize = do_normalize
-        self.mean = mean
-        self.std = std
+        self.mean = _scalar_or_list(mean)
+        self.std = _scalar_or_list(std)
         self.max_length_frames = max_length_frames
+        self.std_multiplier = std_multiplier
+        self.center = center
+        self.periodic_window = periodic_window
+        self.remove_dc_offset = remove_dc_offset
+        self.preemphasis_per_frame = preemphasis_per_frame
+        self.mel_scale = mel_scale
+        self.mel_norm = mel_norm
+        self.log_offset_mode = log_offset_mode
+        self.pad_or_truncate = pad_or_truncate
         self._check_params()
 
         # Built once; not serialized (see `to_dict`).
-        self.mel_filters = torch.from_numpy(
-            mel_filter_bank(
-                num_frequency_bins=n_fft // 2 + 1,
-                num_mel_filters=feature_size,
-                min_frequency=f_min,
-                max_frequency=f_max,
-                sampling_rate=sampling_rate,
-                norm=None,
-                mel_scale="kaldi",
-                triangularize_in_mel_space=True,
-            )
-        ).float()
-        # torch.stft zero-pads a shorter window to n_fft, centered.
-        left = (n_fft - win_length) // 2
+        self.mel_filters = self._build_mel_filters()
+        # torch.stft zero-pads a shorter window to n_fft, centered; Kaldi pads it on the right.
+        left = self._window_start
         self.window = torch.nn.functional.pad(
-            torch.hann_window(win_length, periodic=False), (left, n_fft - win_length - left)
+            torch.hann_window(win_length, periodic=periodic_window), (left, n_fft - win_length - left)
         )
+
+    def _build_mel_filters(self) -> torch.Tensor:
+        """`[n_fft // 2 + 1, feature_size]` filterbank. A filter narrower than an FFT bin is empty (transformers
+        warns); Kaldi's fbank keeps it too (AudioMAE's 128 bins have one), and its log-mel is the log floor."""
+        filters = mel_filter_bank(
+            num_frequency_bins=self.n_fft // 2 + 1,
+            num_mel_filters=self.feature_size,
+            min_frequency=self.f_min,
+            max_frequency=self.f_max,
+            sampling_rate=self.sampling_rate,
+            norm=self.mel_norm,
+            mel_scale=self.mel_scale,
+            # Kaldi's triangles are linear in mel; librosa's (Slaney, HTK) in Hz.
+            triangularize_in_mel_space=self.mel_scale == "kaldi",
+        )
+        return torch.from_numpy(filters).float()
+
+    @classmethod
+    def from_front_end(cls, name: str, **overrides) -> "MaskSpecFeatureExtractor":
+        """
+        The feature extractor of a source's front end: `"passt"` / `"maskspec"` (the defaults), `"msm_mae"` or
+        `"audiomae"` (hyphens accepted), with `overrides` (e.g. `mean`, `std`) on top. The result holds plain fields
+        only: `save_pretrained` writes them, with no preset name. See `FRONT_ENDS` for each one's values.
+        """
+        key = name.lower().replace("-", "_")
+        if key not in FRONT_ENDS:
+            raise ValueError(f"Unknown front end {name!r}: choose one of {sorted(FRONT_ENDS)}.")
+        kwargs = {**FRONT_ENDS[key], **overrides}
+        if key in _PADS_RAW_ZEROS and "padding_value" not in overrides:
+            kwargs["padding_value"] = _normalized_zero(kwargs["mean"], kwargs["std"], kwargs["std_multiplier"])
+        return cls(**kwargs)
 
     def _check_params(self):
         _check_sampling_rate(self.sampling_rate, "The feature extractor's `sampling_rate`")
@@ -136,8 +259,20 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
             )
         if self.log_offset <= 0:
             raise ValueError(f"log_offset must be > 0 so that silence stays finite, got {self.log_offset}.")
-        if self.std <= 0:
-            raise ValueError(f"std must be > 0, got {self.std}.")
+        _check_choice("mel_scale", self.mel_scale, ("kaldi", "slaney", "htk"))
+        _check_choice("mel_norm", self.mel_norm, (None, "slaney"))
+        _check_choice("log_offset_mode", self.log_offset_mode, ("add", "max"))
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) != self.feature_size:
+                raise ValueError(
+                    f"{name} has {len(value)} values but there are {self.feature_size} mel bins (feature_size): "
+                    f"pass one {name} per mel bin, or a single number."
+                )
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} must be finite, got {value}.")
+        if np.min(self.std) <= 0 or self.std_multiplier <= 0:
+            raise ValueError(f"std and std_multiplier must be > 0, got std={self.std}, {self.std_multiplier=}.")
 
     @property
     def num_mel_bins(self) -> int:
@@ -145,15 +280,32 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         return self.feature_size
 
     @property
+    def _window_start(self) -> int:
+        """Where the `win_length` samples of a frame start within its `n_fft` samples."""
+        return (self.n_fft - self.win_length) // 2 if self.center else 0
+
+    @property
+    def _signal_trim(self) -> int:
+        """Samples the clip-wide pre-emphasis removes (one, when on)."""
+        return 1 if self.preemphasis and not self.preemphasis_per_frame else 0
+
+    @property
     def min_num_samples(self) -> int:
-        """Fewest raw samples a clip needs: `min_frames` frames, and more than `n_fft // 2` samples to reflect."""
-        needed = max((self.min_frames - 1) * self.hop_length, self.n_fft // 2 + 1)
-        return needed + (1 if self.preemphasis else 0)
+        """Fewest raw samples a clip needs: `min_frames` frames (and, when centered, more than `n_fft // 2` samples
+        to reflect)."""
+        if self.center:
+            needed = max((self.min_frames - 1) * self.hop_length, self.n_fft // 2 + 1)
+        else:
+            needed = (self.min_frames - 1) * self.hop_length + self.win_length
+        return needed + self._signal_trim
 
     def frames_for_samples(self, num_samples: int) -> int:
         """Number of frames produced for a clip of `num_samples` raw samples (at `sampling_rate`)."""
-        length = int(num_samples) - (1 if self.preemphasis else 0)
-        return 1 + length // self.hop_length if length > 0 else 0
+        length = int(num_samples) - self._signal_trim
+        if self.center:
+            return 1 + length // self.hop_length if length > 0 else 0
+        # Kaldi's snip_edges: only whole windows.
+        return 1 + (length - self.win_length) // self.hop_length if length >= self.win_length else 0
 
     def to_dict(self) -> dict:
         output = super().to_dict()
@@ -271,27 +423,41 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
     _frames_per_block = 8000
 
     def _padded_batch(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
-        """Pre-emphasized clips, each reflect-padded by `n_fft // 2` at both ends with its own samples (as
-        `torch.stft(center=True, pad_mode="reflect")` pads one clip), in one zero-filled `[batch, samples]` array so
-        that the STFT frames are a strided view. Also returns each clip's number of frames."""
-        pre = 1 if self.preemphasis else 0
-        pad = self.n_fft // 2
-        lengths = [len(wave) - pre for wave in waves]
-        num_frames = [1 + length // self.hop_length for length in lengths]
+        """Clips (pre-emphasized, unless that happens per frame) in one zero-filled `[batch, samples]` array, so that
+        the `n_fft`-sample STFT frames are a strided view. When `center`, each clip is reflect-padded by
+        `n_fft // 2` at both ends with its own samples (as `torch.stft(center=True, pad_mode="reflect")` pads one
+        clip). Also returns each clip's number of frames."""
+        pre = self._signal_trim
+        pad = self.n_fft // 2 if self.center else 0
+        num_frames = [self.frames_for_samples(len(wave)) for wave in waves]
         total = (max(num_frames) - 1) * self.hop_length + self.n_fft
         x = np.zeros((len(waves), total), dtype=np.float32)
-        for row, wave, length in zip(x, waves, lengths):
+        for row, wave in zip(x, waves):
+            # Samples past the last frame are never used (and may not fit).
+            length = min(len(wave) - pre, total - pad)
             signal = row[pad : pad + length]
             if pre:
-                np.multiply(wave[:-1], -self.preemphasis, out=signal)
-                signal += wave[1:]
+                np.multiply(wave[:length], -self.preemphasis, out=signal)
+                signal += wave[1 : length + 1]
             else:
-                signal[:] = wave
-            # Reflect without repeating the edge sample; a clip has more than `pad` samples (`min_num_samples`).
-            row[:pad] = signal[1 : pad + 1][::-1]
-            right = min(pad, total - pad - length)
-            row[pad + length : pad + length + right] = signal[length - 1 - right : length - 1][::-1]
+                signal[:] = wave[:length]
+            if pad:
+                # Reflect without repeating the edge sample; a clip has more than `pad` samples (`min_num_samples`).
+                row[:pad] = signal[1 : pad + 1][::-1]
+                right = min(pad, total - pad - length)
+                row[pad + length : pad + length + right] = signal[length - 1 - right : length - 1][::-1]
         return torch.from_numpy(x), num_frames
+
+    def _frame_ops(self, frames: torch.Tensor) -> torch.Tensor:
+        """Kaldi's per-frame steps, in place on the `win_length` samples of each frame: DC removal, then
+        pre-emphasis with the first sample against itself."""
+        if self.remove_dc_offset:
+            frames.sub_(frames.mean(dim=-1, keepdim=True))
+        if self.preemphasis and self.preemphasis_per_frame:
+            previous = frames[..., :-1].clone()
+            frames[..., 1:].sub_(previous, alpha=self.preemphasis)
+            frames[..., 0].mul_(1 - self.preemphasis)
+        return frames
 
     def _log_mel(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Unnormalized log-mels `[batch, frames, feature_size]` and frame counts `[batch]` of validated clips.
@@ -312,6 +478,8 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         else:
             clips_per_block, frames_per_block = min(batch_size, self._frames_per_block // max_frames), max_frames
         windowed = torch.empty(clips_per_block, frames_per_block, self.n_fft)
+        per_frame_ops = self.remove_dc_offset or (self.preemphasis and self.preemphasis_per_frame)
+        first_sample = self._window_start
         spectrum = torch.empty(clips_per_block, frames_per_block, self.n_fft // 2 + 1, dtype=torch.complex64)
         power = torch.empty(clips_per_block, frames_per_block, high - low)
         log_mel = torch.empty(batch_size, max_frames, self.feature_size)
@@ -322,24 +490,36 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
                 size, count = stop - start, last - first
                 signal = x[start:stop, first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
                 frames = signal.unfold(1, self.n_fft, self.hop_length)
-                frames = torch.mul(frames, self.window, out=windowed[:size, :count])
+                if per_frame_ops:
+                    frames = windowed[:size, :count].copy_(frames)
+                    self._frame_ops(frames[..., first_sample : first_sample + self.win_length])
+                    frames = frames.mul_(self.window)
+                else:
+                    frames = torch.mul(frames, self.window, out=windowed[:size, :count])
                 bins = torch.fft.rfft(frames, dim=-1, out=spectrum[:size, :count])[..., low:high]
                 block_power = torch.mul(bins.real, bins.real, out=power[:size, :count])
                 block_power.addcmul_(bins.imag, bins.imag)
                 torch.matmul(block_power, mel_filters, out=log_mel[start:stop, first:last])
-        return log_mel.add_(self.log_offset).log_(), torch.tensor(num_frames)
+        if self.log_offset_mode == "max":
+            log_mel.clamp_(min=self.log_offset)
+        else:
+            log_mel.add_(self.log_offset)
+        return log_mel.log_(), torch.tensor(num_frames)
 
     def _normalize(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """`(x - mean) / std` in place (when `do_normalize`)."""
-        return log_mel.sub_(self.mean).div_(self.std) if self.do_normalize else log_mel
+        """`(x - mean) / (std_multiplier * std)` in place (when `do_normalize`), per mel bin for list statistics."""
+        if not self.do_normalize:
+            return log_mel
+        mean, std = (torch.tensor(v) if isinstance(v, list) else v for v in (self.mean, self.std))
+        return log_mel.sub_(mean).div_(std * self.std_multiplier if self.std_multiplier != 1 else std)
 
     def __call__(
         self,
         raw_speech: np.ndarray | torch.Tensor | list[float] | list[np.ndarray | torch.Tensor | list[float]],
         sampling_rate: int | None = None,
-        padding: bool | str | PaddingStrategy = "longest",
+        padding: bool | str | PaddingStrategy | None = None,
         max_length: int | None = None,
-        truncation: bool = False,
+        truncation: bool | None = None,
         pad_to_multiple_of: int | None = None,
         return_attention_mask: bool | None = None,
         return_tensors: str | TensorType | None = None,
@@ -355,6 +535,7 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
             sampling_rate: Rate of `raw_speech` in Hz; strongly recommended, to catch mismatched audio.
             padding: `"longest"`/`True` pads to the longest clip, `"max_length"` to `max_length` frames (or to the
                 longest clip, if longer and not truncated), `False`/`"do_not_pad"` returns one array per clip.
+                Defaults to `"longest"`, or to the fixed length of `pad_or_truncate` (see there).
             max_length: Frames for `padding="max_length"` and `truncation`; defaults to `max_length_frames`.
             truncation: Keep only the first `max_length` frames of each clip.
             pad_to_multiple_of: Round the padded number of frames up to a multiple of this.
@@ -368,7 +549,12 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         """
         if kwargs:
             logger.warning(f"{type(self).__name__} ignores unsupported arguments: {sorted(kwargs)}.")
-        padding = PaddingStrategy({True: "longest", False: "do_not_pad"}.get(padding, padding))
+        fixed_length = padding is None and self.pad_or_truncate
+        if fixed_length:
+            padding = "max_length"
+            truncation = True if truncation is None else truncation
+        padding = PaddingStrategy({None: "longest", True: "longest", False: "do_not_pad"}.get(padding, padding))
+        truncation = bool(truncation)
         max_length = self.max_length_frames if max_length is None else max_length
         if return_attention_mask is None:
             return_attention_mask = self.return_attention_mask
@@ -388,7 +574,7 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
 
         if truncation:
             # Samples beyond this never reach the first `max_length` frames, so cropping early is exact and cheap.
-            keep = (max_length - 1) * self.hop_length + self.n_fft + (1 if self.preemphasis else 0)
+            keep = (max_length - 1) * self.hop_length + self.n_fft + self._signal_trim
             waves = [w[:keep] for w in waves]
         log_mel, num_frames = self._log_mel(waves)
         features = self._normalize(log_mel)
@@ -407,6 +593,8 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
                 features = torch.nn.functional.pad(features, (0, 0, 0, num_padded - features.shape[1]))
         mask = torch.arange(num_padded) < num_frames.unsqueeze(1)
         features = features.masked_fill_(~mask.unsqueeze(-1), self.padding_value).contiguous()
+        if fixed_length:  # the padding is part of the fixed-length input
+            mask = torch.ones_like(mask)
         mask = mask.int()
 
         if padding == PaddingStrategy.DO_NOT_PAD:
@@ -473,29 +661,33 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         max_clips: int | None = None,
         batch_size: int = 16,
         update: bool = True,
-    ) -> tuple[float, float]:
+        per_bin: bool = False,
+    ) -> tuple[float, float] | tuple[list[float], list[float]]:
         """
-        Global mean and standard deviation of the (unnormalized) log-mel values of a set of clips.
+        Mean and standard deviation of the (unnormalized) log-mel values of a set of clips: global, or per mel bin
+        over all frames with `per_bin=True` (as MaskSpec's `mean_std_128.npy`).
 
         `audio` is a list of 1-D arrays at `sampling_rate`, or an iterable / `datasets.Dataset` / `IterableDataset`
         whose rows hold `row[audio_column]` as a `{"array", "sampling_rate"}` dict or a torchcodec `AudioDecoder`
         (multi-channel decoded audio is downmixed). Clips at another rate are resampled with soxr. Only real frames
-        count. With `update=True` the result is stored in `self.mean` / `self.std`, so `save_pretrained` keeps it.
+        count. With `update=True` the result is stored in `self.mean` / `self.std`, so `save_pretrained` keeps it
+        (`std_multiplier` and `padding_value` stay as they are).
 
         Returns:
-            `(mean, std)` as floats.
+            `(mean, std)` as floats, or as lists of `feature_size` floats with `per_bin=True`.
         """
-        count, mean, m2 = 0, 0.0, 0.0
+        width = self.feature_size if per_bin else 1
+        count, mean, m2 = 0, torch.zeros(width, dtype=torch.float64), torch.zeros(width, dtype=torch.float64)
 
         def accumulate(waves):
             nonlocal count, mean, m2
             log_mel, num_frames = self._log_mel(waves)
             mask = torch.arange(log_mel.shape[1]) < num_frames.unsqueeze(1)
-            values = log_mel[mask].double()
+            values = log_mel[mask].double().reshape(-1, width)
             # Chan et al.'s parallel update: merge this batch's (count, mean, M2) into the running totals.
-            n = values.numel()
-            batch_mean = values.mean().item()
-            batch_m2 = (values - batch_mean).square().sum().item()
+            n = values.shape[0]
+            batch_mean = values.mean(dim=0)
+            batch_m2 = (values - batch_mean).square().sum(dim=0)
             delta = batch_mean - mean
             total = count + n
             mean += delta * n / total
@@ -520,10 +712,21 @@ class MaskSpecFeatureExtractor(SequenceFeatureExtractor):
         if count == 0:
             raise ValueError("compute_normalization_stats got no audio: pass at least one clip.")
 
-        std = math.sqrt(m2 / count)
+        std = (m2 / count).sqrt()
+        constant = (std == 0).nonzero().flatten().tolist()
+        if per_bin and constant:
+            # Empty filters (narrower than an FFT bin) always hold the log floor: normalizing only shifts them.
+            logger.warning(f"Mel bins {constant} are constant over this audio: their std is set to 1.")
+            std[constant] = 1.0
+        elif update and constant:
+            raise ValueError("The log-mel values are constant (std 0): compute the statistics over more audio.")
+        mean, std = (mean.tolist(), std.tolist()) if per_bin else (mean.item(), std.item())
         if update:
             self.mean, self.std = mean, std
-        logger.info(f"Log-mel statistics over {num_clips} clips ({count} values): mean={mean:.4f}, std={std:.4f}")
+        logger.info(
+            f"Log-mel statistics over {num_clips} clips ({count * width} values): "
+            f"mean={np.mean(mean):.4f}, std={np.mean(std):.4f}" + (" (averaged over bins)" if per_bin else "")
+        )
         return mean, std
 
 
@@ -536,6 +739,26 @@ def _check_sampling_rate(rate, what: str) -> None:
         raise ValueError(
             f"{what} must be a positive number of Hz, got {rate!r}: pass e.g. sampling_rate=32000 (MaskSpec's rate)."
         )
+
+
+def _scalar_or_list(value) -> float | list[float]:
+    """A statistic as a float, or as a list of floats when it has one value per mel bin (JSON-friendly)."""
+    array = np.asarray(value.tolist() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+    if array.ndim > 1:
+        raise ValueError(f"mean and std must be a number or a 1-D list (one per mel bin), got shape {array.shape}.")
+    return array.tolist() if array.ndim == 1 else float(array)
+
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+
+
+def _normalized_zero(mean, std, std_multiplier: float) -> float:
+    """Where a raw log-mel of 0 lands after normalization (scalar statistics), or 0.0 for per-bin ones."""
+    if isinstance(mean, (list, tuple, np.ndarray)) or isinstance(std, (list, tuple, np.ndarray)):
+        return 0.0
+    return -float(mean) / (std_multiplier * float(std))
 
 
 def _not_a_waveform_message(name: str, audio) -> str:

@@ -1,8 +1,9 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
 """PyTorch MaskSpec: masked spectrogram modeling (Chong et al. 2022; Niizumi et al. 2021 MSM-MAE).
 
-Data flows one way: spectrogram -> `patchify` -> patch projection + 2-D sinusoidal positions -> `random_masking`
-(masked patches are removed) -> encoder -> decoder (mask token at masked positions) -> `reconstruction_loss`.
+Data flows one way: spectrogram -> `patchify` -> patch projection + 2-D sinusoidal (or learned) positions ->
+`random_masking` (masked patches are removed) -> [class token prepended] -> encoder -> decoder (mask token at masked
+positions) -> `reconstruction_loss`.
 
 This file is copied next to saved checkpoints and loaded as remote code, so it imports only torch, transformers and
 its own configuration file.
@@ -124,6 +125,66 @@ def sinusoidal_position_embedding(grid: tuple[int, int], dim: int, device=None, 
             _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
         _TABLE_CACHE[key] = table
     return table
+
+
+def sinusoidal_table_with_prefix(grid: tuple[int, int], dim: int, num_prefix_tokens: int = 0) -> torch.Tensor:
+    """`[1, num_prefix_tokens + grid_t * grid_f, dim]`: zero rows for the prefix (class) tokens, then the sinusoids.
+
+    MAE's fixed table with its class-token row; what a learned position table starts from.
+    """
+    table = _sinusoidal_table(grid[0], grid[1], dim)
+    return torch.cat([table.new_zeros(num_prefix_tokens, dim), table])[None]
+
+
+def learned_position_embedding(table: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int) -> torch.Tensor:
+    """The patch rows `[grid_t * grid_f, dim]` of a learned table `[1, prefix + T * grid_f, dim]` (time-major).
+
+    An input with fewer time patches than the table's `T` takes its first `grid_t` time columns, which in patch order
+    are its first rows; one with more has no positions (`MaskSpecModel` rejects it before).
+    """
+    patch_rows = table[:, num_prefix_tokens:]
+    num_table_time = patch_rows.shape[1] // grid[1]
+    if type(grid[0]) is int and grid[0] > num_table_time:
+        raise ValueError(
+            f"The learned position table covers {num_table_time} time patches, the input has {grid[0]}: give at "
+            "most `max_frames` frames."
+        )
+    return _first_frames(patch_rows, grid[0] * grid[1])[0]
+
+
+def _patch_positions(module: nn.Module, grid: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """Positions `[n, dim]` of the patches of `grid` for `module` (the encoder or a decoder): its learned table
+    `position_embeddings` when it has one, else the sinusoids; in `like`'s device and dtype."""
+    table = getattr(module, "position_embeddings", None)
+    if table is None:
+        return sinusoidal_position_embedding(grid, like.shape[-1], device=like.device, dtype=like.dtype)
+    return learned_position_embedding(table, grid, module.num_prefix_tokens).to(like.dtype)
+
+
+def _split_prefix(states: torch.Tensor, num_prefix_tokens: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """`[batch, c + n, dim]` -> (the `c` prefix (class) tokens or `None` when there are none, the `n` patch tokens)."""
+    if num_prefix_tokens == 0:
+        return None, states
+    return states[:, :num_prefix_tokens], states[:, num_prefix_tokens:]
+
+
+def _join_prefix(module: nn.Module, prefix: torch.Tensor | None, patches: torch.Tensor) -> torch.Tensor:
+    """`[prefix + its positions, patches]`; the prefix's positions are the first rows of `module`'s learned table,
+    or none for sinusoidal positions (MAE's zero row). Without prefix, `patches` as they are."""
+    if prefix is None:
+        return patches
+    table = getattr(module, "position_embeddings", None)
+    if table is not None:
+        prefix = prefix + table[:, : prefix.shape[1]].to(prefix.dtype)
+    return torch.cat([prefix.to(patches.dtype).expand(patches.shape[0], -1, -1), patches], dim=1)
+
+
+def _with_prefix_mask(patch_mask: torch.Tensor | None, num_prefix_tokens: int) -> torch.Tensor | None:
+    """A token mask for `[prefix tokens, patches]`: the prefix tokens are always real."""
+    if patch_mask is None or num_prefix_tokens == 0:
+        return patch_mask
+    prefix = patch_mask.new_ones(patch_mask.shape[0], num_prefix_tokens)
+    return torch.cat([prefix, patch_mask], dim=1)
 
 
 def random_masking(
@@ -284,9 +345,11 @@ def reconstruction_loss(
 class MaskSpecModelOutput(ModelOutput):
     r"""
     last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
-        Encoder output for the visible patches (all patches when no masking was asked for).
+        Encoder output for the visible patches (all patches when no masking was asked for), after the final
+        LayerNorm when the model has one (`config.use_final_layernorm`); the class token, if any, is not part of it.
     pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-        Mean of `last_hidden_state` over the real (non-padding) patches.
+        With `config.pooling="mean"`, the mean of `last_hidden_state` over the real (non-padding) patches; with
+        `"cls"`, `cls_hidden_state`.
     mask (`torch.FloatTensor` of shape `(batch_size, num_patches)`, *optional*):
         1 for masked (removed) patches, 0 for visible ones; `None` without masking.
     ids_restore (`torch.LongTensor` of shape `(batch_size, num_patches)`, *optional*):
@@ -297,6 +360,10 @@ class MaskSpecModelOutput(ModelOutput):
     grid (`tuple[int, int]`):
         Number of patches along time and frequency; `None` while exporting (`torch.export`, ONNX), whose outputs
         must be tensors.
+    cls_hidden_state (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*):
+        The class token's output (after the final LayerNorm when the model has one); `None` without class token
+        (`config.use_cls_token`). Recorded `hidden_states` and `attentions` cover the whole sequence, the class
+        token first.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -307,6 +374,7 @@ class MaskSpecModelOutput(ModelOutput):
     grid: tuple[int, int] | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    cls_hidden_state: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -446,14 +514,30 @@ class MaskSpecPatchEmbeddings(nn.Module):
         return self.projection(patches)
 
 
+def _decoder_position_table(config: MaskSpecConfig) -> nn.Parameter | None:
+    """The decoder's learned position table (`decoder_position_embedding_type="learned"`), else `None`."""
+    if config.decoder_position_embedding_type != "learned":
+        return None
+    num_rows = int(config.use_cls_token) + config.num_time_patches * config.num_freq_patches
+    return nn.Parameter(torch.zeros(1, num_rows, config.decoder_hidden_size))
+
+
 class MaskSpecDecoder(nn.Module):
-    """Pre-training decoder: mask tokens at the masked positions, positions again, 8 blocks, linear to p*p values."""
+    """Pre-training decoder: mask tokens at the masked positions, positions again, 8 blocks, linear to p*p values.
+
+    With a class token (`config.use_cls_token`), `latent` starts with the encoder's class token output, which goes
+    through the decoder too (MAE) and is dropped before the prediction.
+    """
 
     def __init__(self, config: MaskSpecConfig):
         super().__init__()
         self.config = config
+        self.num_prefix_tokens = int(config.use_cls_token)
         self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        table = _decoder_position_table(config)
+        if table is not None:
+            self.position_embeddings = table
         self.layers = nn.ModuleList(
             [
                 MaskSpecLayer(
@@ -478,30 +562,32 @@ class MaskSpecDecoder(nn.Module):
         ids_reconstruct: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predictions `[batch, n, p*p]` for every patch in patch order (the paper's decoder over all patches), or,
-        given `ids_visible` (the order of `latent`'s tokens) and `ids_reconstruct`, `[batch, r, p*p]` for those
-        patches only, with the decoder over the visible tokens and those `r` mask tokens alone."""
+        given `ids_visible` (the order of `latent`'s patch tokens) and `ids_reconstruct`, `[batch, r, p*p]` for
+        those patches only, with the decoder over the visible tokens and those `r` mask tokens alone."""
         if ids_reconstruct is not None:
             return self._forward_subset(latent, grid, patch_mask, ids_visible, ids_reconstruct)
-        hidden_states = self.decoder_embed(latent)
+        prefix, hidden_states = _split_prefix(self.decoder_embed(latent), self.num_prefix_tokens)
         batch_size, num_visible, width = hidden_states.shape
         mask_tokens = self.mask_token.expand(batch_size, ids_restore.shape[1] - num_visible, width)
         hidden_states = torch.cat([hidden_states, mask_tokens], dim=1)
         hidden_states = torch.gather(hidden_states, 1, ids_restore[:, :, None].expand(-1, -1, width))
-        hidden_states = hidden_states + sinusoidal_position_embedding(
-            grid, width, device=hidden_states.device, dtype=hidden_states.dtype
-        )
+        hidden_states = _join_prefix(self, prefix, hidden_states + _patch_positions(self, grid, hidden_states))
         attention_mask = create_bidirectional_mask(
-            config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=_with_prefix_mask(patch_mask, self.num_prefix_tokens),
         )
         for layer in self.layers:
             hidden_states = layer(hidden_states, attention_mask)
-        return self.pred(self.norm(hidden_states))
+        # The class token's output is dropped (norm and prediction are per token, so before them is the same).
+        return self.pred(self.norm(hidden_states[:, self.num_prefix_tokens :]))
 
     def _forward_subset(self, latent, grid, patch_mask, ids_visible, ids_reconstruct) -> torch.Tensor:
         context, queries = _decoder_tokens(self, latent, grid, ids_visible, ids_reconstruct)
         hidden_states = torch.cat([context, queries], dim=1)
         if patch_mask is not None:
             patch_mask = torch.cat([patch_mask.gather(1, ids_visible), patch_mask.gather(1, ids_reconstruct)], dim=1)
+            patch_mask = _with_prefix_mask(patch_mask, self.num_prefix_tokens)
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask
         )
@@ -513,13 +599,13 @@ class MaskSpecDecoder(nn.Module):
 def _decoder_tokens(
     decoder: nn.Module, latent: torch.Tensor, grid: tuple[int, int], ids_visible: torch.Tensor, ids_reconstruct
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The decoder's inputs for a subset of patches: the projected visible tokens plus their positions, and the
-    mask token plus the position of each patch of `ids_reconstruct`."""
-    context = decoder.decoder_embed(latent)
-    table = sinusoidal_position_embedding(grid, context.shape[-1], device=context.device, dtype=context.dtype)
+    """The decoder's inputs for a subset of patches: the projected visible tokens plus their positions (after the
+    projected class token, if any), and the mask token plus the position of each patch of `ids_reconstruct`."""
+    prefix, context = _split_prefix(decoder.decoder_embed(latent), decoder.num_prefix_tokens)
+    table = _patch_positions(decoder, grid, context)
     context = context + nn.functional.embedding(ids_visible, table)
     queries = decoder.mask_token + nn.functional.embedding(ids_reconstruct, table)
-    return context, queries
+    return _join_prefix(decoder, prefix, context), queries
 
 
 class MaskSpecCrossAttention(nn.Module):
@@ -586,8 +672,12 @@ class MaskSpecCrossAttentionDecoder(nn.Module):
     def __init__(self, config: MaskSpecConfig):
         super().__init__()
         self.config = config
+        self.num_prefix_tokens = int(config.use_cls_token)
         self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
+        table = _decoder_position_table(config)
+        if table is not None:
+            self.position_embeddings = table
         self.context_norm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
         self.cross_layers = nn.ModuleList(
             [
@@ -612,11 +702,12 @@ class MaskSpecCrossAttentionDecoder(nn.Module):
         ids_visible: torch.Tensor | None = None,
         ids_reconstruct: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Predictions `[batch, r, p*p]` for the patches of `ids_reconstruct` (`ids_visible`: `latent`'s order)."""
+        """Predictions `[batch, r, p*p]` for the patches of `ids_reconstruct` (`ids_visible`: the order of `latent`'s
+        patch tokens; a class token, if any, comes first in `latent` and is part of the context)."""
         context, hidden_states = _decoder_tokens(self, latent, grid, ids_visible, ids_reconstruct)
         context = self.context_norm(context)
         if patch_mask is not None:
-            patch_mask = patch_mask.gather(1, ids_visible)
+            patch_mask = _with_prefix_mask(patch_mask.gather(1, ids_visible), self.num_prefix_tokens)
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask, encoder_hidden_states=context
         )
@@ -664,6 +755,21 @@ class MaskSpecPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, (MaskSpecDecoder, MaskSpecCrossAttentionDecoder)):
             init.normal_(module.mask_token, std=self.config.initializer_range)
+        elif isinstance(module, MaskSpecModel) and self.config.use_cls_token:
+            init.normal_(module.cls_token, std=self.config.initializer_range)  # MAE's
+        table = getattr(module, "position_embeddings", None)
+        if isinstance(table, nn.Parameter):
+            # A learned table starts from the fixed sinusoids (class-token rows zero), as MAE's fine-tuning does.
+            grid = (self.config.num_time_patches, self.config.num_freq_patches)
+            init.copy_(table, sinusoidal_table_with_prefix(grid, table.shape[-1], module.num_prefix_tokens))
+
+
+def _mean_over_patches(sequence_output: torch.Tensor, patch_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of the patch tokens `[batch, n, dim]` over the real ones (`patch_mask`, `None`: all)."""
+    if patch_mask is None:
+        return sequence_output.mean(dim=1)
+    weights = patch_mask.to(sequence_output.dtype)[:, :, None]
+    return (sequence_output * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 def _check_mask_ratio(mask_ratio: float) -> None:
@@ -680,14 +786,25 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
     def __init__(self, config: MaskSpecConfig):
         super().__init__(config)
         self.config = config
+        self.num_prefix_tokens = int(config.use_cls_token)
         self.patch_embeddings = MaskSpecPatchEmbeddings(config)
+        if config.use_cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        if config.position_embedding_type == "learned":
+            num_rows = self.num_prefix_tokens + config.num_time_patches * config.num_freq_patches
+            self.position_embeddings = nn.Parameter(torch.zeros(1, num_rows, config.hidden_size))
         self.layers = nn.ModuleList(
             [
                 MaskSpecLayer(config, config.hidden_size, config.num_attention_heads, config.intermediate_size)
                 for _ in range(config.num_hidden_layers)
             ]
         )
-        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # Modules that an option turns off are identities, so their weights are not in the state dict at all.
+        self.layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+            if config.use_final_layernorm
+            else nn.Identity()
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> MaskSpecPatchEmbeddings:
@@ -705,6 +822,18 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
                 f"`input_values` has {input_values.shape[1]} frames, fewer than one patch ({self.config.patch_size})."
             )
 
+    def check_position_table(self, input_values: torch.Tensor) -> None:
+        """A learned position table covers `max_frames`: longer inputs are an error (the classifier windows them)."""
+        num_time_patches = input_values.shape[1] // self.config.patch_size
+        if self.config.position_embedding_type == "learned" and type(num_time_patches) is int:
+            if num_time_patches > self.config.num_time_patches:
+                raise ValueError(
+                    f"`input_values` has {input_values.shape[1]} frames ({num_time_patches} time patches), more than "
+                    f"`max_frames` ({self.config.max_frames}, {self.config.num_time_patches} time patches) that the "
+                    "learned position table covers: split the input into windows of at most `max_frames` frames "
+                    "(MaskSpecForAudioClassification does this itself)."
+                )
+
     @merge_with_config_defaults
     @capture_outputs(tie_last_hidden_states=False)
     @auto_docstring
@@ -720,7 +849,8 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
         r"""
         input_values (`torch.FloatTensor` of shape `(batch_size, num_frames, num_mel_bins)`):
             Normalized log-mel spectrogram from [`MaskSpecFeatureExtractor`]. Any number of frames (at least
-            `patch_size`) works; trailing frames that do not fill a patch are cropped.
+            `patch_size`; at most `max_frames` with learned positions) works; trailing frames that do not fill a
+            patch are cropped.
         attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*):
             1 for real frames, 0 for padding (from the feature extractor). Padded patches are ignored by attention
             and pooling.
@@ -734,12 +864,11 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
             [`MaskSpecConfig`]); defaults to `config.mask_strategy`.
         """
         self.check_input_values(input_values)
+        self.check_position_table(input_values)
         patch_size = self.config.patch_size
         patches, grid = patchify(input_values, patch_size)
         hidden_states = self.patch_embeddings(patches)
-        hidden_states = hidden_states + sinusoidal_position_embedding(
-            grid, self.config.hidden_size, device=hidden_states.device, dtype=hidden_states.dtype
-        )
+        hidden_states = hidden_states + _patch_positions(self, grid, hidden_states)
         patch_mask = _padding_patch_mask(attention_mask, grid, patch_size)
 
         mask = ids_restore = None
@@ -771,18 +900,18 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
             if patch_mask is not None:
                 patch_mask = torch.gather(patch_mask, 1, ids_keep)
 
+        # The class token comes after masking, so it is never masked (MAE).
+        hidden_states = _join_prefix(self, getattr(self, "cls_token", None), hidden_states)
         encoder_mask = create_bidirectional_mask(
-            config=self.config, inputs_embeds=hidden_states, attention_mask=patch_mask
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=_with_prefix_mask(patch_mask, self.num_prefix_tokens),
         )
         for layer in self.layers:
             hidden_states = layer(hidden_states, encoder_mask, **kwargs)
-        sequence_output = self.layernorm(hidden_states)
-
-        if patch_mask is None:
-            pooled_output = sequence_output.mean(dim=1)
-        else:
-            weights = patch_mask.to(sequence_output.dtype)[:, :, None]
-            pooled_output = (sequence_output * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        cls_output, sequence_output = _split_prefix(self.layernorm(hidden_states), self.num_prefix_tokens)
+        cls_output = None if cls_output is None else cls_output[:, 0]
+        pooled_output = cls_output if self.config.pooling == "cls" else _mean_over_patches(sequence_output, patch_mask)
 
         return MaskSpecModelOutput(
             last_hidden_state=sequence_output,
@@ -791,6 +920,7 @@ class MaskSpecModel(MaskSpecPreTrainedModel):
             ids_restore=ids_restore,
             patch_attention_mask=patch_mask,
             grid=None if is_torchdynamo_exporting() else grid,
+            cls_hidden_state=cls_output,
         )
 
 
@@ -881,6 +1011,9 @@ class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
         grid = (input_values.shape[1] // self.config.patch_size, self.config.num_freq_patches)
         patch_mask = _padding_patch_mask(attention_mask, grid, self.config.patch_size)
         latent, ids_restore = outputs.last_hidden_state, outputs.ids_restore
+        num_visible = latent.shape[1]
+        if outputs.cls_hidden_state is not None:
+            latent = torch.cat([outputs.cls_hidden_state[:, None], latent], dim=1)  # MAE's decoder input
         targets = self.patchify(input_values)
         ratio = self.config.decoder_reconstruct_ratio if self.training else 1.0
         if self.config.decoder_type == "self_attention" and ratio == 1.0:
@@ -890,7 +1023,6 @@ class MaskSpecForPreTraining(MaskSpecPreTrainedModel):
             loss = reconstruction_loss(logits, targets, outputs.mask, self.config.norm_pix_loss, patch_mask)
         else:
             # The decoder over the visible tokens and the reconstructed subset only.
-            num_visible = latent.shape[1]
             ids_shuffle = torch.argsort(ids_restore, dim=1)  # visible, then masked in noise order
             count = num_reconstructed(ids_restore.shape[1] - num_visible, ratio)
             ids_visible = ids_shuffle[:, :num_visible]
@@ -927,9 +1059,10 @@ def _time_windows(num_frames: int, window: int, overlap: float, patch_size: int)
 
 @auto_docstring(
     custom_intro="""
-    MaskSpec encoder (all patches, no masking) with mean pooling, LayerNorm and a linear head for single- or
-    multi-label audio classification. Inputs longer than `config.max_frames` are cut into overlapping windows whose
-    logits are averaged.
+    MaskSpec encoder (all patches, no masking) with pooling (`config.pooling`: mean over the patches or the class
+    token), a LayerNorm (`fc_norm`, unless `config.use_fc_norm=False`) and a linear head for single- or multi-label
+    audio classification. Inputs longer than `config.max_frames` are cut into overlapping windows whose logits are
+    averaged.
     """
 )
 class MaskSpecForAudioClassification(MaskSpecPreTrainedModel):
@@ -940,7 +1073,9 @@ class MaskSpecForAudioClassification(MaskSpecPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.maskspec = MaskSpecModel(config)
-        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.fc_norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_fc_norm else nn.Identity()
+        )
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
@@ -1057,11 +1192,13 @@ __all__ = [
     "MaskSpecModel",
     "MaskSpecPreTrainedModel",
     "frames_to_patch_mask",
+    "learned_position_embedding",
     "patchify",
     "num_reconstructed",
     "random_masking",
     "reconstruction_loss",
     "structured_masking",
     "sinusoidal_position_embedding",
+    "sinusoidal_table_with_prefix",
     "unpatchify",
 ]

@@ -120,3 +120,18 @@ def test_load_model_needs_a_checkpoint_and_drops_the_decoder_quietly(checkpoint,
         torch.testing.assert_close(loaded.encoder.state_dict()[name], tensor)
     random_tiny = hear.load_model("tiny")
     assert random_tiny.timestamp_embedding_size == 1536 and random_tiny.encoder.config.num_hidden_layers == 12
+
+
+def test_a_fixed_length_front_end_does_not_cut_the_timestamps_short(tmp_path):
+    # AudioMAE's front end pads or cuts every clip to 1024 frames (10.24 s); HEAR's timestamps must still cover a
+    # 12 s sound (the encoder's windows do the cutting, not the front end).
+    torch.manual_seed(0)
+    config = MaskSpecConfig.from_preset("tiny", num_hidden_layers=1, decoder_num_hidden_layers=1, max_frames=1024)
+    MaskSpecForPreTraining(config).save_pretrained(tmp_path)
+    extractor = MaskSpecFeatureExtractor.from_front_end("audiomae")
+    assert extractor.pad_or_truncate and extractor.max_length_frames == 1024
+    extractor.save_pretrained(tmp_path)
+    model = hear.load_model(str(tmp_path))
+    audio = torch.rand(1, model.sample_rate * 12) * 0.2 - 0.1
+    embeddings, timestamps = hear.get_timestamp_embeddings(audio, model)
+    assert timestamps[0, -1] > 11_000 and embeddings.shape[1] == timestamps.shape[1] > 64

@@ -102,7 +102,11 @@ def _features(audio: torch.Tensor, model: MaskSpecHEARModel) -> torch.Tensor:
     waves = [resample_audio(np.ascontiguousarray(w), model.sample_rate, extractor.sampling_rate) for w in waves]
     minimum = extractor.min_num_samples
     waves = [np.pad(w, (0, minimum - len(w))) if len(w) < minimum else w for w in waves]
-    return extractor(waves, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_values"]
+    # padding="longest" (the sounds have one length): never the fixed-length cut of a `pad_or_truncate` front end
+    # (AudioMAE's 1024 frames), so the timestamps cover the whole sound.
+    return extractor(waves, sampling_rate=extractor.sampling_rate, padding="longest", return_tensors="pt")[
+        "input_values"
+    ]
 
 
 @torch.no_grad()
