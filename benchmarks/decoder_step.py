@@ -1,7 +1,7 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
 """Pre-training step time of the decoder / masking / precision variants against `ViTMAEForPreTraining`.
 
-    python benchmarks/decoder_step.py [--reps 4] [--warmup 2] [--threads 2] [--json out.json] [--no-bf16]
+    python benchmarks/decoder_step.py [--reps 4] [--warmup 2] [--threads 2] [--json out.json] [--no-bf16] [--compile]
 
 One pre-training step = forward + backward + `torch.optim.AdamW` step, batch 8, mask ratio 0.75, the MaskSpec-Tiny
 encoder (192 wide, 3 heads, FFN 768, 12 blocks) on both sides. Ours gets a 1000 x 128 log-mel input (62 x 8 = 496
@@ -72,7 +72,7 @@ RECIPE_TARGETS = {"fp32": 8.0, "bf16": 16.0}  # the recommended CPU recipe vs Vi
 RECIPE_NAME = "recipe: 2x256 cross-attention, reconstruct 0.25"
 
 
-def build(with_bf16: bool) -> tuple[dict, dict]:
+def build(with_bf16: bool, with_compile: bool = False) -> tuple[dict, dict]:
     torch.manual_seed(0)
     fns, info = {}, {}
     vitmae = ViTMAEForPreTraining(run.vitmae_config("tiny"))
@@ -94,6 +94,13 @@ def build(with_bf16: bool) -> tuple[dict, dict]:
                 "precision": precision,
                 "config": overrides,
             }
+            if with_compile and name == RECIPE_NAME:  # what --torch_compile does: Module.compile(), in place
+                compiled = MaskSpecForPreTraining(config)
+                compiled.compile()
+                fns[f"{key}, compiled"] = run.training_step(compiled, inputs, bf16=precision == "bf16")
+                started = time.perf_counter()
+                fns[f"{key}, compiled"]()  # the first call compiles: timed here, not in the table
+                info[f"{key}, compiled"] = {**info[key], "compile_s": round(time.perf_counter() - started, 1)}
     return fns, info
 
 
@@ -104,6 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows even with bf16 units")
+    parser.add_argument("--compile", action="store_true", help="add the recipe with torch.compile (--torch_compile)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -116,7 +124,7 @@ def main() -> None:
         f"{cpu}, {args.threads} threads, avx512_bf16={'avx512_bf16' in flags}, torch {torch.__version__}; "
         f"batch {BATCH}, {FRAMES} x {MEL}, mask 0.75; bf16 rows: {with_bf16}"
     )
-    fns, info = build(with_bf16)
+    fns, info = build(with_bf16, with_compile=args.compile)
     run.log(f"{len(fns)} variants, {args.warmup} warm-up + {args.reps} timed rounds, alternated")
     timings = run.alternate(fns, reps=args.reps, warmup=args.warmup)
     del fns
@@ -138,7 +146,7 @@ def main() -> None:
             and key != "paper (self-attention, all masked) fp32"
         ):
             target = PAPER_TARGET
-        if key.startswith(RECIPE_NAME):
+        if key.startswith(RECIPE_NAME) and "compiled" not in key:
             target = RECIPE_TARGETS[meta["precision"]]
         rows.append(
             {

@@ -241,8 +241,23 @@ def _architecture_section(config, task: str, size: str) -> str:
         f"{config.max_frames}-frame windows."
     )
     if task == "pretraining":
-        text += f" Decoder: width {config.decoder_hidden_size}, {config.decoder_num_hidden_layers} blocks."
+        text += " " + describe_decoder(config)
     return text
+
+
+def describe_decoder(config) -> str:
+    """The decoder and masking in one sentence (which of the paper's choices the run changed)."""
+    kind = (
+        "masked-patch queries cross-attending to the visible encoder outputs"
+        if config.decoder_type == "cross_attention"
+        else "self-attention over all patches (the paper's)"
+    )
+    ratio = config.decoder_reconstruct_ratio
+    share = "every masked patch" if ratio >= 1 else f"a random {ratio:.0%} of the masked patches per step"
+    return (
+        f"Decoder: width {config.decoder_hidden_size}, {config.decoder_num_hidden_layers} blocks, {kind}, "
+        f"reconstructing {share}; masking: {config.mask_strategy}, ratio {config.mask_ratio:g}."
+    )
 
 
 def _figure_section(figure: str | None) -> str | None:

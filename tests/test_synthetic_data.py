@@ -1,6 +1,7 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
-"""Tests of the synthetic sound-events corpus (small clips and tmp_path caches keep them fast)."""
+"""Tests of the synthetic corpus (small clips and tmp_path caches keep them fast)."""
 
+import itertools
 import re
 
 import numpy as np
@@ -10,10 +11,14 @@ from scipy import signal
 
 from maskspec_hf.data import synthetic as synthetic_data
 from maskspec_hf.data.synthetic import (
-    EVENT_GENERATORS,
+    BAND_PAIRINGS,
     HUMAN_LABELS,
+    NUM_BANDS,
     SOUND_EVENT_TYPES,
     TEST_INDEX_OFFSET,
+    TEXTURES,
+    band_edges,
+    band_texture,
     make_sound_events_dataset,
     make_sound_events_splits,
     synthesize_clip,
@@ -24,23 +29,45 @@ def _files(directory):
     return {path.name: path.stat().st_mtime_ns for path in directory.rglob("*") if path.is_file()}
 
 
-def test_event_types():
-    assert len(SOUND_EVENT_TYPES) >= 10
-    assert len(set(SOUND_EVENT_TYPES)) == len(SOUND_EVENT_TYPES)
-    assert set(HUMAN_LABELS) == set(SOUND_EVENT_TYPES) == set(EVENT_GENERATORS)
+def test_classes_are_the_pairings_of_a_one_factorization():
+    assert len(SOUND_EVENT_TYPES) == NUM_BANDS - 1 == 7 and len(set(SOUND_EVENT_TYPES)) == 7
+    assert set(HUMAN_LABELS) == set(SOUND_EVENT_TYPES) == set(BAND_PAIRINGS)
+    seen = []
+    for pairing in BAND_PAIRINGS.values():
+        # A perfect matching: every band in exactly one pair.
+        assert sorted(band for pair in pairing for band in pair) == list(range(NUM_BANDS))
+        seen += [tuple(sorted(pair)) for pair in pairing]
+    # Every pair of bands belongs to exactly one class.
+    assert sorted(seen) == list(itertools.combinations(range(NUM_BANDS), 2))
 
 
-@pytest.mark.parametrize("name", SOUND_EVENT_TYPES)
+def test_bands_follow_the_front_end_mel_patches():
+    edges = band_edges(32000)
+    assert edges.shape == (NUM_BANDS, 2) and (np.diff(edges.ravel()) > 0).all() and edges.max() < 15000
+    # At 32 kHz each band lies inside one row of 16 of the 128 Kaldi mel bins up to 15 kHz.
+    mel = 1127 * np.log1p(edges / 700) / (1127 * np.log1p(15000 / 700)) * 128
+    assert (np.floor(mel[:, 0] / 16) == np.arange(NUM_BANDS)).all()
+    assert (np.floor(mel[:, 1] / 16) == np.arange(NUM_BANDS)).all()
+    assert band_edges(16000).max() < 0.45 * 16000
+
+
+@pytest.mark.parametrize("texture", TEXTURES)
 @pytest.mark.parametrize("sampling_rate", [16000, 32000])
-def test_event_generator(name, sampling_rate):
-    generate = EVENT_GENERATORS[name]
-    first = generate(np.random.default_rng(0), 0.7, sampling_rate)
-    again = generate(np.random.default_rng(0), 0.7, sampling_rate)
-    other = generate(np.random.default_rng(1), 0.7, sampling_rate)
-    assert first.dtype == np.float32 and first.shape == (round(0.7 * sampling_rate),)
-    assert np.isfinite(first).all() and np.abs(first).max() > 0
+def test_band_textures_stay_in_their_band(texture, sampling_rate):
+    low, high = band_edges(sampling_rate)[3]
+    first = band_texture(np.random.default_rng(0), texture, 8000, low, high, sampling_rate)
+    again = band_texture(np.random.default_rng(0), texture, 8000, low, high, sampling_rate)
+    other = band_texture(np.random.default_rng(1), texture, 8000, low, high, sampling_rate)
+    assert first.shape == (8000,) and np.isfinite(first).all()
+    np.testing.assert_allclose(np.sqrt(np.mean(first**2)), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, other), "instances of an event type should vary"
+    assert not np.array_equal(first, other), "instances of a texture should vary"
+    power = np.abs(np.fft.rfft(first * np.hanning(len(first)))) ** 2
+    freqs = np.fft.rfftfreq(len(first), 1 / sampling_rate)
+    inside = power[(freqs >= 0.9 * low) & (freqs <= 1.1 * high)].sum() / power.sum()
+    assert inside > 0.95, inside
+    with pytest.raises(ValueError, match="Unknown texture"):
+        band_texture(np.random.default_rng(0), "thunder", 100, low, high, sampling_rate)
 
 
 def test_synthesize_clip_is_deterministic():
@@ -53,37 +80,30 @@ def test_synthesize_clip_is_deterministic():
 
 
 def test_clip_waveforms_and_labels():
-    counts = set()
-    for index in range(24):
+    classes = set()
+    for index in range(40):
         wave, meta = synthesize_clip(index, clip_seconds=1.0, sampling_rate=16000)
         assert wave.dtype == np.float32 and wave.shape == (16000,)
         assert np.isfinite(wave).all() and 0 < np.abs(wave).max() <= 1
-        labels = meta["labels"]
-        assert labels == sorted(set(labels)) and set(labels) <= set(SOUND_EVENT_TYPES) and 1 <= len(labels) <= 3
-        assert meta["human_labels"] == [HUMAN_LABELS[name] for name in labels]
-        assert SOUND_EVENT_TYPES[meta["label"]] in labels
-        assert 0 <= meta["snr_db"] <= 20
+        (name,) = meta["labels"]
+        assert meta["human_labels"] == [HUMAN_LABELS[name]] and SOUND_EVENT_TYPES[meta["label"]] == name
+        assert 5 <= meta["snr_db"] <= 20
         assert meta["video_id"] == f"synth-{index:06d}"
-        assert sorted(event["type"] for event in meta["events"]) == labels
+        # Every pair of the class's pairing sounds, and nothing else does.
+        pairs = {tuple(event["bands"]) for event in meta["events"]}
+        assert pairs == set(BAND_PAIRINGS[name])
         for event in meta["events"]:
             assert 0 <= event["onset"] and event["onset"] + event["duration"] <= 1.0 + 1e-3
-        counts.add(len(labels))
-    assert counts == {1, 2, 3}
+            assert set(event["textures"]) <= set(TEXTURES) and all(-9 <= v <= 0 for v in event["levels_db"])
+        classes.add(name)
+    assert classes == set(SOUND_EVENT_TYPES)
 
 
-def test_dominant_label_is_the_loudest_event():
-    # Equal durations are not guaranteed, so compare energy = power x duration of the events as placed.
-    for index in range(12):
-        _, meta = synthesize_clip(index, clip_seconds=1.0, sampling_rate=8000)
-        energies = {e["type"]: 10 ** (e["level_db"] / 10) * e["duration"] for e in meta["events"]}
-        assert SOUND_EVENT_TYPES[meta["label"]] == max(energies, key=energies.get)
-
-
-def test_forced_event_types():
-    _, meta = synthesize_clip(0, clip_seconds=1.0, sampling_rate=16000, event_types=["siren", "bird"])
-    assert meta["labels"] == ["bird", "siren"]
-    with pytest.raises(ValueError, match="Unknown event types"):
-        synthesize_clip(0, event_types=["thunder"])
+def test_forced_class():
+    _, meta = synthesize_clip(0, clip_seconds=1.0, sampling_rate=16000, sound_class="pairing_3")
+    assert meta["labels"] == ["pairing_3"] and meta["label"] == SOUND_EVENT_TYPES.index("pairing_3")
+    with pytest.raises(ValueError, match="Unknown class"):
+        synthesize_clip(0, sound_class="thunder")
 
 
 def test_dataset_is_audioset_compatible(tmp_path):
@@ -172,32 +192,38 @@ def test_splits_are_disjoint(tmp_path):
     assert other["test"]["video_id"] == splits["test"]["video_id"]
 
 
-def test_event_types_are_separable():
-    """Nearest-centroid on simple log-spectrum statistics of single-event clips beats chance clearly."""
-    sampling_rate, per_class, num_train = 16000, 14, 7
-    freqs = np.fft.rfftfreq(512, 1 / sampling_rate)
-    edges = np.geomspace(50, 7500, 33)
-    bands = [(freqs >= low) & (freqs < high) for low, high in zip(edges[:-1], edges[1:])]
+def _band_energies(wave, sampling_rate):
+    """`[bands, frames]` log energies of the corpus's bands (10 ms hop)."""
+    freqs, _, spec = signal.stft(wave, sampling_rate, nperseg=512, noverlap=512 - sampling_rate // 100)
+    power = np.abs(spec) ** 2
+    return np.log(
+        np.stack([power[(freqs >= lo) & (freqs <= hi)].sum(0) for lo, hi in band_edges(sampling_rate)]) + 1e-10
+    )
 
-    def features(wave):
-        power = np.abs(signal.stft(wave, sampling_rate, nperseg=512, noverlap=256)[2]) ** 2
-        logspec = np.log(np.stack([power[band].sum(0) for band in bands]) + 1e-10)
-        logspec = logspec[:, logspec.max(0) >= np.median(logspec.max(0))]  # the louder half: mostly the event
-        # Spectral shape (level removed), its variation over time and frame-to-frame change.
-        return np.concatenate(
-            [logspec.mean(1) - logspec.mean(), logspec.std(1), np.abs(np.diff(logspec, axis=1)).mean(1)]
-        )
 
-    x, y = [], []
-    for label, name in enumerate(SOUND_EVENT_TYPES):
-        for j in range(per_class):
-            wave, _ = synthesize_clip(1000 * label + j, 3, 1.0, sampling_rate, event_types=[name])
-            x.append(features(wave))
-            y.append(label)
-    x, y = np.array(x), np.array(y)
-    train = np.tile(np.arange(per_class) < num_train, len(SOUND_EVENT_TYPES))
+def _nearest_centroid_accuracy(x, y, train):
     x = (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
     centroids = np.stack([x[train & (y == label)].mean(0) for label in range(len(SOUND_EVENT_TYPES))])
     predicted = np.argmin(((x[~train, None] - centroids[None]) ** 2).sum(-1), axis=1)
-    accuracy = (predicted == y[~train]).mean()
-    assert accuracy > 3.5 / len(SOUND_EVENT_TYPES), accuracy  # chance is 1/12; this gets about 0.5
+    return (predicted == y[~train]).mean()
+
+
+def test_classes_differ_in_structure_not_in_average_spectrum():
+    """Each band's mean and spread of level over time say nothing of the class (nearest centroid near chance, 1/7);
+    the correlations between bands over time give it away."""
+    sampling_rate, per_class, num_train = 16000, 16, 8
+    marginal, structure, y = [], [], []
+    for label, name in enumerate(SOUND_EVENT_TYPES):
+        for j in range(per_class):
+            wave, _ = synthesize_clip(1000 * label + j, 3, 2.0, sampling_rate, sound_class=name)
+            energies = _band_energies(wave, sampling_rate)
+            marginal.append(np.concatenate([energies.mean(1) - energies.mean(), energies.std(1)]))
+            correlations = np.corrcoef(energies)
+            structure.append(correlations[np.triu_indices(NUM_BANDS, 1)])
+            y.append(label)
+    y = np.array(y)
+    train = np.tile(np.arange(per_class) < num_train, len(SOUND_EVENT_TYPES))
+    by_marginals = _nearest_centroid_accuracy(np.array(marginal), y, train)
+    by_structure = _nearest_centroid_accuracy(np.array(structure), y, train)
+    assert by_marginals < 0.35, by_marginals
+    assert by_structure > 0.8, by_structure

@@ -57,6 +57,8 @@ def _recipe_as_arguments(parser, path: str) -> list[str]:
             values = yaml.safe_load(handle)
     if not isinstance(values, dict):
         raise ValueError(f"Recipe file {path} must hold one object of option names and values.")
+    # Keys starting with "_" are notes for the reader (JSON has no comments).
+    values = {name: value for name, value in values.items() if not name.startswith("_")}
     known = {action.dest for action in parser._actions}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import statistics
 import time
 import weakref
 from collections import Counter
@@ -35,6 +36,7 @@ from .optim import step_scheduler
 from .pretraining_arguments import PretrainingArguments, check_arguments
 from .pretraining_report import write_final_folder
 from .pretraining_setup import PretrainingRun, set_up_run, weights_fingerprint
+from .time_budget import FIRST_TIMED_STEP, FIT_AT_STEP, fit_schedule, fitted_total_steps
 
 
 logger = logging.getLogger(__name__)
@@ -117,17 +119,16 @@ def train_step(run: PretrainingRun) -> dict | None:
     if not accelerator.sync_gradients:
         raise RuntimeError("Gradient accumulation lost track of optimizer steps; this is a bug.")
     state.local_skipped.update(step_skipped)
-    over_time = (
-        bool(args.max_train_minutes)
-        and run.is_main
-        and (time.perf_counter() - state.started > 60 * args.max_train_minutes)
-    )
+    elapsed = time.perf_counter() - state.started
+    over_time = bool(args.max_train_minutes) and run.is_main and elapsed > 60 * args.max_train_minutes
+    fitted_total = _fitted_total_steps(run, elapsed) if run.is_main else 0
     totals = torch.tensor(
-        [loss_sum, loss_count, step_clips, float(over_time)] + [step_skipped[r] for r in SKIP_REASONS],
+        [loss_sum, loss_count, step_clips, float(over_time), float(fitted_total)]
+        + [step_skipped[r] for r in SKIP_REASONS],
         dtype=torch.float64,
     )
     totals = accelerator.reduce(totals.to(accelerator.device), "sum").cpu()
-    state.skipped.update({r: int(c) for r, c in zip(SKIP_REASONS, totals[4:])})
+    state.skipped.update({r: int(c) for r, c in zip(SKIP_REASONS, totals[5:])})
     if totals[2] == 0:
         _skip_empty_step(run)
         return None
@@ -138,8 +139,18 @@ def train_step(run: PretrainingRun) -> dict | None:
     state.local_clips += step_clips
     state.clips_seen += int(totals[2])
     state.last_loss = step_loss if math.isfinite(step_loss) else state.last_loss
+    if totals[4] > 0:
+        fit_schedule(run, int(totals[4]))
+        if run.is_main:
+            logger.info(
+                f"--fit_schedule_to_time_limit: {len(state.step_seconds)} timed steps of ~"
+                f"{statistics.median(state.step_seconds):.3f} s -> {run.total_steps} steps in "
+                f"--max_train_minutes {args.max_train_minutes:g} (warmup {run.warmup_steps})"
+            )
     state.stopped_by_time_limit = bool(totals[3] > 0) and state.step < run.total_steps
     now = time.perf_counter()
+    if state.step >= FIRST_TIMED_STEP and not state.schedule_fitted:
+        state.step_seconds.append(now - state.last_time)
     clips_per_second = float(totals[2]) / max(now - state.last_time, 1e-9)
     state.last_time = now
     return {
@@ -153,6 +164,16 @@ def train_step(run: PretrainingRun) -> dict | None:
         "skipped": state.skipped_counts(),
         "skipped_steps": state.skipped_steps,
     }
+
+
+def _fitted_total_steps(run: PretrainingRun, elapsed: float) -> int:
+    """With --fit_schedule_to_time_limit, once the first steps are timed: the schedule's length (0: not now)."""
+    state, args = run.state, run.args
+    if not args.fit_schedule_to_time_limit or state.schedule_fitted or state.step + 1 < FIT_AT_STEP:
+        return 0
+    if not state.step_seconds:  # resumed just before the fit: time a step first
+        return 0
+    return fitted_total_steps(state.step, elapsed, state.step_seconds, 60 * args.max_train_minutes, args.max_steps)
 
 
 def _skip_empty_step(run: PretrainingRun) -> None:
@@ -224,6 +245,7 @@ def save_run_checkpoint(run: PretrainingRun) -> None:
         "skipped": state.skipped_counts(),
         "last_loss": state.last_loss,
         "skipped_steps": state.skipped_steps,
+        "schedule_fitted": state.schedule_fitted,
         "args": run.arguments,
     }
     data_state = {
@@ -267,6 +289,8 @@ def finish_run(run: PretrainingRun) -> dict:
         "num_processes": accelerator.num_processes,
         "weights_identical_on_all_processes": len(set(fingerprints)) == 1,
         "total_steps": run.total_steps,
+        "schedule_fitted_to_time_limit": run.args.fit_schedule_to_time_limit,
+        "normalization": run.normalization,
         "stopped_by_time_limit": state.stopped_by_time_limit,
         "skipped_steps": state.skipped_steps,
         "mixed_precision": run.arguments["mixed_precision"],

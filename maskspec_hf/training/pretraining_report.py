@@ -11,6 +11,8 @@ import shutil
 
 from ..configuration_maskspec import MASKSPEC_PRESETS
 from ..data.arguments import DataArguments
+from ..model_card import describe_decoder
+from .normalization import describe_statistic
 from .pretraining_arguments import clip_seconds
 
 
@@ -22,6 +24,7 @@ def run_hyperparameters(run) -> dict:
     args, config, scheduler_kwargs = run.args, run.config, run.args.lr_scheduler_kwargs
     return {
         "model": size_label(config),
+        "decoder": describe_decoder(config),
         "mask_ratio": config.mask_ratio,
         "norm_pix_loss": config.norm_pix_loss,
         "max_length_seconds": clip_seconds(run.data_args),
@@ -39,7 +42,11 @@ def run_hyperparameters(run) -> dict:
         "total_steps": run.total_steps,
         "mixed_precision": run.arguments["mixed_precision"],
         "seed": args.seed,
-        "feature_extractor_mean_std": f"{run.feature_extractor.mean:.4f}, {run.feature_extractor.std:.4f}",
+        "feature_extractor_mean_std": f"{describe_statistic(run.feature_extractor.mean)}, "
+        f"{describe_statistic(run.feature_extractor.std)}",
+        "normalization": run.normalization,
+        "schedule_fitted_to_time_limit": args.fit_schedule_to_time_limit,
+        "torch_compile": args.torch_compile,
     }
 
 

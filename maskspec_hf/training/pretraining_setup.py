@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from ..audio import SKIP_REASONS
 from ..configuration_maskspec import MaskSpecConfig
 from ..data.arguments import DataArguments
 from ..data.batching import MapStyleBatches, SpectrogramCollator, StreamingBatches
-from ..data.clips import ClipProcessor, collect_clips, min_samples_for_one_patch, num_frames_for_seconds
+from ..data.clips import ClipProcessor, min_samples_for_one_patch, num_frames_for_seconds
 from ..data.loading import load_audio_split, prepare_audio_dataset
 from ..loading import ModelArguments, hub_options, is_preset_name, load_config, load_feature_extractor
 from ..modeling_maskspec import MaskSpecForPreTraining
@@ -38,9 +37,12 @@ from .checkpoints import (
     resolve_checkpoint,
 )
 from .figures import ReconstructionFigures
+from .hardware import resolve_mixed_precision
+from .normalization import set_normalization
 from .optim import LR_REFERENCE_BATCH, build_scheduler, param_groups, scaled_learning_rate
 from .pretraining_arguments import DEFAULT_MODEL, PretrainingArguments, clip_seconds, run_arguments
 from .pretraining_report import run_hyperparameters
+from .time_budget import initial_total_steps
 from .tracking import JsonlLogs, accelerate_trackers, init_trackers, setup_logging, tensorboard_writer
 
 
@@ -117,8 +119,10 @@ class RunState:
     clips_seen: int = 0
     skipped: Counter = field(default_factory=Counter)
     stopped_by_time_limit: bool = False
+    schedule_fitted: bool = False
     started: float = 0.0
     last_time: float = 0.0
+    step_seconds: list = field(default_factory=list)
 
     def skipped_counts(self) -> dict:
         return {reason: int(self.skipped[reason]) for reason in SKIP_REASONS}
@@ -151,6 +155,7 @@ class PretrainingRun:
     learning_rate: float = 0.0
     effective_batch: int = 0
     dummy: Any = None
+    normalization: str = ""
     hyperparameters: dict = field(default_factory=dict)
     logs: JsonlLogs | None = None
     figures: ReconstructionFigures | None = None
@@ -183,7 +188,7 @@ def _build_accelerator(args: PretrainingArguments, output_dir: Path):
         # Without a GPU (or other accelerator), say so: Accelerate then runs a torchrun/accelerate-launch job on CPU
         # as a real multi-process (gloo) run instead of N independent single-process runs.
         cpu=not _has_accelerator_device(),
-        mixed_precision=args.mixed_precision,
+        mixed_precision=resolve_mixed_precision(args.mixed_precision, _has_accelerator_device()),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=accelerate_trackers(args.report_to),
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "runs")),
@@ -260,7 +265,6 @@ def set_up_run(model_args: ModelArguments, data_args: DataArguments, args: Pretr
 
 def _set_up_data(run: PretrainingRun) -> ClipProcessor:
     """The dataset, its resumable batches for this process and the schedule's length; returns the clip processor."""
-    from accelerate.utils import broadcast_object_list
 
     data_args, args, accelerator, feature_extractor = run.data_args, run.args, run.accelerator, run.feature_extractor
     num_samples, run.num_frames, min_samples = check_clip_length(data_args, run.config, feature_extractor)
@@ -288,20 +292,12 @@ def _set_up_data(run: PretrainingRun) -> ClipProcessor:
         id_column=id_column,
         seed=args.seed,
     )
-    if run.checkpoint is None and args.compute_normalization_stats:
-        stats = [None, None]
-        if accelerator.is_main_process:
-            waves = collect_clips(dataset, processor, args.compute_normalization_stats)
-            rate = feature_extractor.sampling_rate
-            stats = list(feature_extractor.compute_normalization_stats(waves, sampling_rate=rate))
-            logger.info(f"Normalization statistics from {len(waves)} clips: mean={stats[0]:.4f}, std={stats[1]:.4f}")
-        stats = broadcast_object_list(stats)
-        feature_extractor.mean, feature_extractor.std = float(stats[0]), float(stats[1])
+    run.normalization = set_normalization(run, dataset, processor)
     collator = SpectrogramCollator(feature_extractor, run.num_frames, patch_size=run.config.patch_size, seed=args.seed)
     run.batches = _batches(run, collator, processor)
     if not data_args.streaming:
         run.steps_per_epoch = run.batches.batches_per_epoch // args.gradient_accumulation_steps
-    run.total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * run.steps_per_epoch)
+    run.total_steps, run.state.schedule_fitted = initial_total_steps(args, run.steps_per_epoch, run.checkpoint)
     run.warmup_steps = args.warmup_steps if args.warmup_steps is not None else int(args.warmup_ratio * run.total_steps)
     run.num_patches = collator.num_patches()
     return processor
@@ -376,6 +372,8 @@ def _set_up_model(run: PretrainingRun) -> None:
     scheduler = build_scheduler(
         optimizer, args.lr_scheduler_type, run.warmup_steps, run.total_steps, args.lr_scheduler_kwargs
     )
+    if args.torch_compile:
+        model.compile()  # in place: the state dict keeps its names (no `_orig_mod.`), so checkpoints stay loadable
     run.model, run.optimizer = accelerator.prepare(model, optimizer)
     run.scheduler = accelerator.prepare_scheduler(scheduler)  # also a greedy schedule, which is no torch LRScheduler
     run.unwrapped = accelerator.unwrap_model(run.model)
