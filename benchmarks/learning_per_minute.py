@@ -179,7 +179,7 @@ def finetune_job(job: dict) -> dict:
     for task in ssl_gain.TASKS:
         first = real_audio.load_manifest(data_dir, task)["clips"][0]["file"]
         seconds = soundfile.info(str(data_dir / task / first)).duration  # a task's clips all have one length
-        out = Path(job["out_dir"]) / task
+        out = Path(job["out_dir"]) / task / "run"  # ssl_gain keeps a run's label subset beside it: one per task
         init = "scratch" if job.get("scratch") else "pre-trained"
         result = ssl_gain.run_finetuning(args, data[task], job["fraction"], init, Path(job["model_dir"]), out, seconds)
         scores[task] = result["accuracy"]
