@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 # Bump whenever the generated audio or metadata changes, so stale caches are not reused.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 # Test clips are drawn from indices far above any training index, so the test split neither overlaps the training
 # split nor changes when `num_train` does.
 TEST_INDEX_OFFSET = 1_000_000
