@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -100,39 +101,36 @@ def pretrain_job(job: dict) -> dict:
     marks = sorted({m * 60 for m in job["eval_cpu_minutes"] if m * 60 <= budget + 1e-6})
     step_marks = set(job["eval_steps"])  # equal-steps comparisons
     snapshots, step_cpu, history = [], [], []
-    started = last = time.process_time()
-    run.dummy = pt.DummyBatch(run.num_frames, run.config.num_mel_bins, run.num_patches)
-    run.model.train()
-    run.state.last_time = run.state.started = time.perf_counter()
+    clock = {"started": time.process_time()}
+    clock["last"] = clock["started"]
+
+    def on_step(run, record):
+        now = time.process_time()
+        step, used = run.state.step, now - clock["started"]
+        history.append({"step": step, "loss": record["loss"], "lr": record["lr"], "cpu_seconds": used})
+        if step in TIMED_STEPS:
+            step_cpu.append(now - clock["last"])
+        if step == TIMED_STEPS.stop:
+            fit_schedule(run, fitted_total_steps(step, used, step_cpu, budget))
+            log(f"{job['name']}: {sum(step_cpu) / len(step_cpu):.2f} CPU-s/step -> {run.total_steps} steps")
+        clock["last"] = now
+        names = [f"step-{step}"] if step in step_marks else []
+        while marks and (used >= marks[0] or step >= run.total_steps):
+            names.append(f"cpu-{marks.pop(0) / 60:g}min")
+        for name in names[:1]:  # one folder per step, whatever the marks
+            snapshot = out / name
+            run.unwrapped.save_pretrained(snapshot)
+            run.feature_extractor.save_pretrained(snapshot)
+            snapshots.append({"dir": str(snapshot), "step": step, "cpu_minutes": used / 60})
+
     try:
-        while run.state.step < run.total_steps:
-            record = pt.train_step(run)
-            if record is None:
-                continue
-            pt.log_step(run, record)
-            now = time.process_time()
-            step, used = run.state.step, now - started
-            history.append({"step": step, "loss": record["loss"], "lr": record["lr"], "cpu_seconds": used})
-            if step in TIMED_STEPS:
-                step_cpu.append(now - last)
-            if step == TIMED_STEPS.stop:
-                fit_schedule(run, fitted_total_steps(step, used, step_cpu, budget))
-                log(f"{job['name']}: {sum(step_cpu) / len(step_cpu):.2f} CPU-s/step -> {run.total_steps} steps")
-            last = now
-            names = [f"step-{step}"] if step in step_marks else []
-            while marks and (used >= marks[0] or run.state.step >= run.total_steps):
-                names.append(f"cpu-{marks.pop(0) / 60:g}min")
-            for name in names[:1]:  # one folder per step, whatever the marks
-                snapshot = out / name
-                run.unwrapped.save_pretrained(snapshot)
-                run.feature_extractor.save_pretrained(snapshot)
-                snapshots.append({"dir": str(snapshot), "step": step, "cpu_minutes": used / 60})
+        pt.train(run, on_step=on_step)  # no time limit, no checkpoints: the budget is CPU time, fitted above
     finally:
         run.close()
     summary = pt.finish_run(run)
     accelerator, model = run.accelerator, run.model
     run.model = run.optimizer = run.scheduler = None
-    pt.end_distributed_run(accelerator, __import__("weakref").ref(model))
+    pt.end_distributed_run(accelerator, weakref.ref(model))
     return {**job, "snapshots": snapshots, "history": history, "total_steps": summary["total_steps"],
             "normalization": summary["normalization"]}  # fmt: skip
 

@@ -72,6 +72,7 @@ from maskspec_hf import (  # noqa: E402
     MaskSpecForPreTraining,
 )
 from maskspec_hf.data.synthetic import synthesize_clip  # noqa: E402
+from maskspec_hf.training.hardware import cpu_flags, cpu_has_bf16_units  # noqa: E402
 
 
 transformers.logging.set_verbosity_error()
@@ -798,22 +799,17 @@ def settings(args) -> None:
 
 def _cpu_info() -> tuple[str, set[str]]:
     """(model name, feature flags) of the first CPU in /proc/cpuinfo; ("unknown", set()) where there is none."""
-    cpu, flags = "unknown", set()
+    cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu == "unknown":
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return cpu, flags
+    return cpu, cpu_flags()
 
 
 def _has_bf16_units() -> bool:
-    flags = _cpu_info()[1]
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return cpu_has_bf16_units()  # what `--mixed_precision auto` checks
 
 
 def machine_info(args) -> dict:

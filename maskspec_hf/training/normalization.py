@@ -46,10 +46,10 @@ def set_normalization(run, dataset, processor) -> str:
         origin = f"fitted on {stats[2]} training clips"
     elif run.checkpoint is not None:
         origin = f"from the checkpoint {run.checkpoint.name}"
-    elif normalization_clips(run.args, run.model_args) == 0 and run.args.compute_normalization_stats is None:
-        origin = "the model's own feature extractor"
-    else:
+    elif run.args.compute_normalization_stats == 0:
         origin = "the feature extractor's (--compute_normalization_stats 0)"
+    else:  # the default, with a model folder or --feature_extractor_name: its statistics are kept
+        origin = "the model's own feature extractor"
     message = f"Normalization: mean={describe_statistic(feature_extractor.mean)}, std={describe_statistic(feature_extractor.std)} ({origin})"
     if run.is_main:
         logger.info(message)

@@ -71,8 +71,9 @@ class DummyBatch:
         return self.inputs, 0.0
 
 
-def train(run: PretrainingRun) -> None:
-    """Train until the schedule's last step (or the time limit), checkpointing on the way."""
+def train(run: PretrainingRun, on_step=None) -> None:
+    """Train until the schedule's last step (or the time limit), checkpointing on the way; `on_step(run, record)`,
+    if given, is called after each optimizer step (benchmarks use it to time steps and save snapshots)."""
     args, state = run.args, run.state
     run.dummy = DummyBatch(run.num_frames, run.config.num_mel_bins, run.num_patches)
     run.model.train()
@@ -82,6 +83,8 @@ def train(run: PretrainingRun) -> None:
         if record is None:
             continue
         log_step(run, record)
+        if on_step is not None:
+            on_step(run, record)
         if state.step < run.total_steps and (
             state.stopped_by_time_limit or (args.checkpointing_steps and state.step % args.checkpointing_steps == 0)
         ):
