@@ -73,6 +73,7 @@ from maskspec_hf import (  # noqa: E402
 )
 from maskspec_hf.data.synthetic import synthesize_clip  # noqa: E402
 from maskspec_hf.training.hardware import cpu_flags, cpu_has_bf16_units  # noqa: E402
+from maskspec_hf.training.optim import adamw  # noqa: E402
 
 
 transformers.logging.set_verbosity_error()
@@ -279,11 +280,15 @@ def pretraining_step(side: str, size: str, batch: int, frames: int = FRAMES, bf1
     return training_step(model, inputs, bf16)
 
 
-def training_step(model: torch.nn.Module, inputs: dict, bf16: bool = False):
+def training_step(model: torch.nn.Module, inputs: dict, bf16: bool = False, fused_adamw: bool = True):
     """A closure doing one pre-training step of `model` on `inputs`: forward (bf16 autocast if asked), backward,
-    AdamW. Shared by every step benchmark, so each side pays for the same optimizer work."""
+    AdamW (the package's, fused on CPU; `fused_adamw=False`: torch's CPU default, a loop over the parameters). Shared
+    by every step benchmark, so each side pays for the same optimizer work."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0e-4)
+    if fused_adamw:
+        optimizer = adamw(model.parameters(), "cpu", lr=1.0e-4)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1.0e-4, foreach=False)
 
     def step():
         optimizer.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ from maskspec_hf import MaskSpecConfig, MaskSpecFeatureExtractor
 from maskspec_hf.cli.pretrain import parse_arguments
 from maskspec_hf.model_card import render_model_card
 from maskspec_hf.training.checkpoints import list_checkpoints
-from maskspec_hf.training.optim import param_groups
+from maskspec_hf.training.optim import adamw, param_groups
 from maskspec_hf.training.pretraining import pretrain
 
 
@@ -463,6 +463,32 @@ def test_no_weight_decay_on_biases_norms_and_mask_token():
     assert "decoder.mask_token" in no_decay_names
     assert all(n.endswith("bias") or "norm" in n or n == "decoder.mask_token" for n in no_decay_names)
     assert all(p.ndim == 2 for p in decay["params"]) and decay["weight_decay"] == 0.05
+
+
+def test_adamw_is_fused_on_cpu_and_updates_as_the_looped_one():
+    from maskspec_hf import MaskSpecForPreTraining
+
+    torch.manual_seed(0)
+    config = MaskSpecConfig(**{k: v for k, v in TINY.items() if k != "model_type"})
+    fused_model, looped_model = MaskSpecForPreTraining(config), MaskSpecForPreTraining(config)
+    looped_model.load_state_dict(fused_model.state_dict())
+    initial = fused_model.maskspec.patch_embeddings.projection.weight.detach().clone()
+    options = dict(lr=1e-2, betas=(0.9, 0.95))
+    fused = adamw(param_groups(fused_model, 0.05), "cpu", **options)
+    looped = torch.optim.AdamW(param_groups(looped_model, 0.05), foreach=False, **options)
+    assert (
+        fused.defaults["fused"] is True
+        and adamw([torch.nn.Parameter(torch.zeros(1))], "meta").defaults["fused"] is None
+    )
+    for _ in range(5):
+        for a, b in zip(fused_model.parameters(), looped_model.parameters()):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        fused.step()
+        looped.step()
+    for (name, a), b in zip(fused_model.named_parameters(), looped_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(fused_model.maskspec.patch_embeddings.projection.weight, initial), "the steps moved nothing"
 
 
 def test_model_card_for_a_fine_tuned_classifier():

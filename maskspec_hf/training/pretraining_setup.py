@@ -39,7 +39,7 @@ from .checkpoints import (
 from .figures import ReconstructionFigures
 from .hardware import resolve_mixed_precision
 from .normalization import set_normalization
-from .optim import LR_REFERENCE_BATCH, build_scheduler, param_groups, scaled_learning_rate
+from .optim import LR_REFERENCE_BATCH, adamw, build_scheduler, param_groups, scaled_learning_rate
 from .pretraining_arguments import DEFAULT_MODEL, PretrainingArguments, clip_seconds, run_arguments
 from .pretraining_report import run_hyperparameters
 from .time_budget import initial_total_steps
@@ -363,8 +363,9 @@ def _set_up_model(run: PretrainingRun) -> None:
         args.per_device_train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
     )
     run.learning_rate = scaled_learning_rate(args.learning_rate, run.effective_batch, args.scale_lr)
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         param_groups(model, args.weight_decay),
+        accelerator.device.type,
         lr=run.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
         eps=args.adam_epsilon,
