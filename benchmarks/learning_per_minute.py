@@ -35,11 +35,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
 # What each pre-training recipe adds to tiny-cpu.json. No config overrides = the preset's decoder, the paper's (512
-# wide, 8 blocks, 16 heads, FFN 2048); `recipe-passt-stats` is the ablation of the fitted normalization statistics.
+# wide, 8 blocks, 16 heads, FFN 2048); `recipe-passt-stats` is the ablation of the fitted normalization statistics,
+# `recipe-constant-lr` that of the cosine's annealing (the learning rate stays at its peak after the warm-up).
 RECIPES = {
     "recipe": [],
     "paper": ["--config_overrides", "", "--compute_normalization_stats", "0"],
     "recipe-passt-stats": ["--compute_normalization_stats", "0"],
+    "recipe-constant-lr": ["--lr_scheduler_type", "constant_with_warmup"],
 }
 TIMED_STEPS = range(3, 12)  # steps whose CPU time sizes the schedule (the first two pay for warm-up)
 

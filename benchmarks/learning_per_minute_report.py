@@ -9,7 +9,12 @@ from pathlib import Path
 
 TASKS = ("keywords", "instruments")
 READOUTS = ("mean", "freq-concat")
-LABELS = {"recipe": "tiny-cpu.json", "paper": "paper decoder", "recipe-passt-stats": "tiny-cpu.json, PaSST's stats"}
+LABELS = {
+    "recipe": "tiny-cpu.json",
+    "paper": "paper decoder",
+    "recipe-passt-stats": "tiny-cpu.json, PaSST's stats",
+    "recipe-constant-lr": "tiny-cpu.json, constant LR",
+}
 
 
 def _spread(values: list[float]) -> str:
@@ -116,7 +121,12 @@ def plot(results: dict, path: Path) -> None:
 
     curves, random = _curves(results), _random_scores(results)
     fig, axes = plt.subplots(1, len(TASKS) * len(READOUTS), figsize=(4.2 * len(TASKS) * len(READOUTS), 3.6))
-    colors = {"recipe": "tab:orange", "paper": "tab:blue", "recipe-passt-stats": "tab:green"}
+    colors = {
+        "recipe": "tab:orange",
+        "paper": "tab:blue",
+        "recipe-passt-stats": "tab:green",
+        "recipe-constant-lr": "tab:red",
+    }
     for ax, (task, readout) in zip(axes, [(t, r) for t in TASKS for r in READOUTS]):
         key = f"{task}/{readout}"
         for recipe, points in curves.items():
