@@ -16,9 +16,9 @@ LR_REFERENCE_BATCH = 256
 # Every schedule transformers.get_scheduler builds; these two step on a metric (the training loss) instead of the step.
 SCHEDULER_TYPES = [t.value for t in SchedulerType]
 METRIC_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
-# Devices with torch's fused AdamW kernel. Elsewhere AdamW loops over the parameters with ~10 small ops each, most of
-# a small model's optimizer time on CPU (Tiny with the CPU recipe's decoder, 185 tensors: 43 ms a step looped, 18 ms
-# fused, 1 thread). The update is the same to float rounding.
+# Devices with torch's fused AdamW kernel. Elsewhere (and on CPU by default) AdamW loops over the parameter tensors
+# with ~10 small ops each; fused, the CPU recipe's whole step is 1.04-1.07x faster (`benchmarks/decoder_step.py`,
+# its "looped AdamW" rows). The update is the same to float rounding.
 FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 
 
