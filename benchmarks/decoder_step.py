@@ -2,6 +2,7 @@
 """Pre-training step time of the decoder / masking / precision variants against `ViTMAEForPreTraining`.
 
     python benchmarks/decoder_step.py [--reps 4] [--warmup 2] [--threads 2] [--json out.json] [--no-bf16] [--compile]
+                                      [--batch 8 --frames 1000]  (--batch 64 --frames 208: tiny-cpu.json's shapes)
 
 One pre-training step = forward + backward + AdamW step (the package's, fused on CPU), batch 8, mask ratio 0.75, the
 MaskSpec-Tiny encoder (192 wide, 3 heads, FFN 768, 12 blocks) on both sides. Ours gets a 1000 x 128 log-mel input (62
@@ -12,12 +13,14 @@ B A), after warm-up, with 2 threads and denormals flushed; the table shows media
 ViTMAE in fp32 (ratio of the medians, `paired` = median of the per-round ratios, `cpu` = from process CPU time,
 `best` = from the fastest run of each, the least disturbed by other processes). bf16 rows use `torch.autocast("cpu",
 dtype=torch.bfloat16)` with fp32 master weights and AdamW, and run only on CPUs with AVX512-BF16 or AMX (elsewhere
-one bf16 step at batch 8 takes minutes).
+one bf16 step at batch 8 takes minutes). The recipe's rows use its attention kernel (eager); its `SDPA attention` rows
+the model default.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import os
@@ -34,7 +37,8 @@ from transformers import ViTMAEForPreTraining  # noqa: E402
 from maskspec_hf import MaskSpecConfig, MaskSpecForPreTraining  # noqa: E402
 
 
-BATCH = 8
+HERE = Path(__file__).resolve().parent
+BATCH = 8  # the issue's shapes: 10 s clips; --batch 64 --frames 208 gives tiny-cpu.json's (2.08 s crops)
 FRAMES = 1000
 MEL = 128
 SMALL_DECODER = dict(
@@ -71,38 +75,54 @@ BF16_VARIANTS = (
 PAPER_TARGET = 3.0  # an efficient decoder at the paper's dimensions: >= 3x ViTMAE's fp32 step
 RECIPE_TARGETS = {"fp32": 8.0, "bf16": 16.0}  # the recommended CPU recipe vs ViTMAE fp32
 RECIPE_NAME = "recipe: 2x256 cross-attention, reconstruct 0.25"
+# tiny-cpu.json's attention kernel (eager); the recipe's "SDPA attention" rows keep the model default.
+RECIPE_ATTENTION = json.loads((HERE.parent / "examples" / "recipes" / "tiny-cpu.json").read_text())[
+    "attn_implementation"
+]
 
 
-def build(with_bf16: bool, with_compile: bool = False) -> tuple[dict, dict]:
+def new_model(config: MaskSpecConfig, attention: str | None) -> MaskSpecForPreTraining:
+    """A model on its own copy of `config` (set_attn_implementation changes the config it is given)."""
+    model = MaskSpecForPreTraining(copy.deepcopy(config))
+    if attention:
+        model.set_attn_implementation(attention)
+    return model
+
+
+def build(with_bf16: bool, with_compile: bool = False, batch: int = BATCH, frames: int = FRAMES) -> tuple[dict, dict]:
     torch.manual_seed(0)
     fns, info = {}, {}
     vitmae = ViTMAEForPreTraining(run.vitmae_config("tiny"))
-    pixels = {"pixel_values": torch.randn(BATCH, 1, MEL, FRAMES // 16 * 16), "interpolate_pos_encoding": True}
+    pixels = {"pixel_values": torch.randn(batch, 1, MEL, frames // 16 * 16), "interpolate_pos_encoding": True}
     fns["ViTMAE fp32"] = run.training_step(vitmae, pixels, bf16=False)
     info["ViTMAE fp32"] = {"params": sum(p.numel() for p in vitmae.parameters()), "group": "peer", "precision": "fp32"}
-    inputs = {"input_values": torch.randn(BATCH, FRAMES, MEL)}
+    inputs = {"input_values": torch.randn(batch, frames, MEL)}
     for precision in ("fp32", "bf16") if with_bf16 else ("fp32",):
         for name, (overrides, group) in VARIANTS.items():
             if precision == "bf16" and name not in BF16_VARIANTS:
                 continue
             config = MaskSpecConfig.from_preset("tiny", mask_ratio=0.75, **overrides)
-            model = MaskSpecForPreTraining(config)
-            key = f"{name} {precision}"
-            fns[key] = run.training_step(model, inputs, bf16=precision == "bf16")
+            key, bf16 = f"{name} {precision}", precision == "bf16"
+            is_recipe = name == RECIPE_NAME
+            model = new_model(config, RECIPE_ATTENTION if is_recipe else None)
+            fns[key] = run.training_step(model, inputs, bf16=bf16)
             info[key] = {
                 "params": sum(p.numel() for p in model.parameters()),
                 "group": group,
                 "precision": precision,
                 "config": overrides,
             }
-            if name == RECIPE_NAME:  # the same step with torch's looped AdamW: what fusing it buys
-                looped = MaskSpecForPreTraining(config)
-                fns[f"{key}, looped AdamW"] = run.training_step(looped, inputs, precision == "bf16", fused_adamw=False)
-                info[f"{key}, looped AdamW"] = dict(info[key])
-            if with_compile and name == RECIPE_NAME:  # what --torch_compile does: Module.compile(), in place
-                compiled = MaskSpecForPreTraining(config)
+            if not is_recipe:
+                continue
+            # The recipe with one thing changed: the model's default attention kernel (SDPA), torch's looped AdamW.
+            fns[f"{key}, SDPA attention"] = run.training_step(new_model(config, None), inputs, bf16=bf16)
+            looped = new_model(config, RECIPE_ATTENTION)
+            fns[f"{key}, looped AdamW"] = run.training_step(looped, inputs, bf16, fused_adamw=False)
+            info[f"{key}, SDPA attention"] = info[f"{key}, looped AdamW"] = dict(info[key])
+            if with_compile:  # what --torch_compile does: Module.compile(), in place
+                compiled = new_model(config, RECIPE_ATTENTION)
                 compiled.compile()
-                fns[f"{key}, compiled"] = run.training_step(compiled, inputs, bf16=precision == "bf16")
+                fns[f"{key}, compiled"] = run.training_step(compiled, inputs, bf16=bf16)
                 started = time.perf_counter()
                 fns[f"{key}, compiled"]()  # the first call compiles: timed here, not in the table
                 info[f"{key}, compiled"] = {**info[key], "compile_s": round(time.perf_counter() - started, 1)}
@@ -114,6 +134,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--frames", type=int, default=FRAMES)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows even with bf16 units")
     parser.add_argument("--compile", action="store_true", help="add the recipe with torch.compile (--torch_compile)")
@@ -127,9 +149,9 @@ def main() -> None:
     load_start = os.getloadavg()
     run.log(
         f"{cpu}, {args.threads} threads, avx512_bf16={'avx512_bf16' in flags}, torch {torch.__version__}; "
-        f"batch {BATCH}, {FRAMES} x {MEL}, mask 0.75; bf16 rows: {with_bf16}"
+        f"batch {args.batch}, {args.frames} x {MEL}, mask 0.75; bf16 rows: {with_bf16}"
     )
-    fns, info = build(with_bf16, with_compile=args.compile)
+    fns, info = build(with_bf16, with_compile=args.compile, batch=args.batch, frames=args.frames)
     run.log(f"{len(fns)} variants, {args.warmup} warm-up + {args.reps} timed rounds, alternated")
     timings = run.alternate(fns, reps=args.reps, warmup=args.warmup)
     del fns
@@ -158,7 +180,7 @@ def main() -> None:
                 "variant": key,
                 **meta,
                 "step_s": run.median(wall),
-                "clips_per_s": BATCH / run.median(wall),
+                "clips_per_s": args.batch / run.median(wall),
                 "ratio_vs_vitmae_fp32": ratio,
                 "paired": paired,
                 "cpu": cpu_ratio,
@@ -171,7 +193,7 @@ def main() -> None:
     load_end = os.getloadavg()
     print()
     print(
-        f"Pre-training step, batch {BATCH}, MaskSpec-Tiny encoder, mask 0.75; {cpu}, {args.threads} threads, "
+        f"Pre-training step, batch {args.batch}, {args.frames} frames, MaskSpec-Tiny encoder, mask 0.75; {cpu}, {args.threads} threads, "
         f"torch {torch.__version__}; load average {load_start} -> {load_end}; {(time.time() - start) / 60:.1f} min"
     )
     print("| variant | group | params (M) | step (s) | clips/s | × ViTMAE fp32 | paired | cpu | best | target |")

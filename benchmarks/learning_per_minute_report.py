@@ -14,6 +14,8 @@ LABELS = {
     "paper": "paper decoder",
     "recipe-passt-stats": "tiny-cpu.json, PaSST's stats",
     "recipe-constant-lr": "tiny-cpu.json, constant LR",
+    "recipe-batch32": "tiny-cpu.json, batch 32",
+    "recipe-reconstruct-all": "tiny-cpu.json, all masked patches reconstructed",
 }
 
 
@@ -121,12 +123,8 @@ def plot(results: dict, path: Path) -> None:
 
     curves, random = _curves(results), _random_scores(results)
     fig, axes = plt.subplots(1, len(TASKS) * len(READOUTS), figsize=(4.2 * len(TASKS) * len(READOUTS), 3.6))
-    colors = {
-        "recipe": "tab:orange",
-        "paper": "tab:blue",
-        "recipe-passt-stats": "tab:green",
-        "recipe-constant-lr": "tab:red",
-    }
+    palette = ("tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    colors = dict(zip(LABELS, palette))  # one colour per recipe, the same in every figure
     for ax, (task, readout) in zip(axes, [(t, r) for t in TASKS for r in READOUTS]):
         key = f"{task}/{readout}"
         for recipe, points in curves.items():

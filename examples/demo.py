@@ -81,7 +81,10 @@ def run_pretraining(args, output_dir: Path, steps: int, minutes: float) -> dict:
     from maskspec_hf.loading import ModelArguments
     from maskspec_hf.training.pretraining import PretrainingArguments, pretrain
 
-    model_args = ModelArguments(model_name_or_path="tiny", config_overrides=config_overrides(args))
+    attention = json.loads(RECIPE.read_text()).get("attn_implementation")  # the recipe's kernel (faster in bf16)
+    model_args = ModelArguments(
+        model_name_or_path="tiny", config_overrides=config_overrides(args), attn_implementation=attention
+    )
     data_args = DataArguments(
         synthetic_num_clips=args.num_pretrain_clips, synthetic_seed=args.seed, max_length_seconds=args.clip_seconds
     )

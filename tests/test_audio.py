@@ -91,6 +91,62 @@ def test_another_rate_is_resampled(tmp_path):
     assert abs(len(decode_audio(AudioDecoder(str(path)), SR)) - SR // 2) <= 2
 
 
+def test_libsndfile_formats_skip_ffmpeg_and_agree_with_it_and_other_formats_go_to_ffmpeg(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from torchcodec.decoders import AudioDecoder
+
+    import maskspec_hf.audio as audio
+
+    wave = tone(1.0, 48000)
+    flac = tmp_path / "48k.flac"  # AudioSet's format on the Hub: FLAC at 48 kHz
+    sf.write(flac, np.stack([wave, 0.5 * wave], axis=1), 48000)
+    ffmpeg = AudioDecoder(str(flac), sample_rate=SR).get_all_samples().data.mean(dim=0).numpy()
+    opened = []
+    monkeypatch.setattr(audio, "_decoder_of", lambda value, rate: opened.append(value) or AudioDecoder(value["path"]))
+    ours = decode_audio(str(flac), SR)
+    assert opened == []  # libsndfile read it: no FFmpeg decoder was opened
+    n = min(len(ours), len(ffmpeg))
+    assert abs(len(ours) - len(ffmpeg)) <= 2 and np.corrcoef(ours[:n], ffmpeg[:n])[0, 1] > 0.999
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("no ffmpeg command to write a file libsndfile cannot read")
+    m4a = tmp_path / "a.m4a"  # AAC: FFmpeg's only
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(flac), "-c:a", "aac", str(m4a)], check=True)
+    assert abs(len(decode_audio(str(m4a), SR)) - SR) <= 2048 and len(opened) == 1
+
+
+@pytest.mark.parametrize(
+    "rate,fmt", [(32000, "WAV"), (48000, "FLAC"), (44100, "WAV"), (16000, "FLAC"), (22050, "OGG")]
+)
+def test_a_window_is_the_slice_of_the_whole_clip_it_stands_for(rate, fmt, monkeypatch):
+    from maskspec_hf.audio import decode_audio_window, window_start
+
+    rng = np.random.default_rng(0)
+    stereo = (0.3 * rng.standard_normal((int(3.1 * rate), 2))).astype(np.float32)
+    value = {"bytes": encoded(stereo, rate, fmt), "path": None}
+    whole = decode_audio(value, SR)
+    for seed in range(4):
+        window = decode_audio_window(value, SR, SR, np.random.default_rng(seed))
+        start = window_start(whole.size, SR, np.random.default_rng(seed))
+        assert window.dtype == np.float32
+        np.testing.assert_allclose(window, whole[start : start + SR], atol=1e-5)  # soxr's rounding at most
+    np.testing.assert_allclose(decode_audio_window(value, SR, SR, None), whole[:SR], atol=1e-5)  # no rng: the start
+    if rate == SR:  # nothing resampled: the very same samples
+        assert np.array_equal(window, whole[start : start + SR])
+    assert np.array_equal(decode_audio_window(value, SR, 10 * SR, np.random.default_rng(1)), whole)  # shorter: whole
+    # Only about the window is read from the file.
+    import soundfile
+
+    reads = []
+    real_read = soundfile.SoundFile.read
+    monkeypatch.setattr(
+        soundfile.SoundFile, "read", lambda self, n=-1, **kw: reads.append(n) or real_read(self, n, **kw)
+    )
+    decode_audio_window(value, SR, SR // 4, np.random.default_rng(2))
+    assert len(reads) == 1 and 0 < reads[0] < 0.4 * rate
+
+
 def test_resample_audio_keeps_float_dtype_and_refuses_integers():
     wave = tone(0.5, 48000)
     out = resample_audio(wave, 48000, SR)

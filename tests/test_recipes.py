@@ -100,6 +100,9 @@ def test_the_cpu_recipe_runs_with_the_installed_script_and_anneals_by_its_fitted
     assert summary["mixed_precision"] == resolve_mixed_precision("auto", has_accelerator=False)
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["decoder_type"] == "cross_attention" and config["num_hidden_layers"] == 12
+    # The recipe trains with the eager attention kernel; the folder it ships does not impose it on its users.
+    assert "attention kernel eager" in result.stderr
+    assert not any("attn_implementation" in key for key in config)
     # After the fit at step 12 the learning rate follows a cosine over 30 steps with 5 % warmup (1 step).
     records = [json.loads(line) for line in (out / "logs" / "train_log.jsonl").read_text().splitlines()]
     peak, warmup = 0.0015, int(0.05 * 30)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..audio import ClipError, check_waveform, decode_audio
+from ..audio import ClipError, check_waveform, decode_audio_window, window_start
 
 
 logger = logging.getLogger(__name__)
@@ -30,9 +30,7 @@ def clip_rng(seed: int, *key: int) -> np.random.Generator:
 def random_crop(wave: np.ndarray, num_samples: int, rng: np.random.Generator | None) -> np.ndarray:
     """A random `num_samples` window of a longer clip (the start when `rng` is None); shorter clips are kept whole
     (the collator pads them, marking the padding in `attention_mask`)."""
-    if wave.size <= num_samples:
-        return wave
-    start = 0 if rng is None else int(rng.integers(0, wave.size - num_samples + 1))
+    start = window_start(wave.size, num_samples, rng)
     return wave[start : start + num_samples]
 
 
@@ -81,13 +79,14 @@ class ClipProcessor:
         clip_id = row.get(self.id_column) if self.id_column is not None else None
         name = clip_name(row.get(self.audio_column), clip_id, fallback=f"row {key}")
         try:
-            wave = decode_audio(row[self.audio_column], self.sampling_rate)
+            # Only the crop is decoded where the format allows it (see `decode_audio_window`), and only it is checked.
+            rng = clip_rng(self.seed, 0, *key) if self.random_crop else None
+            wave = decode_audio_window(row[self.audio_column], self.sampling_rate, self.num_samples, rng)
             check_waveform(wave, self.min_samples)
         except ClipError as err:
             logger.warning(f"Skipping clip {name}: {err.reason} ({err})")
             return {"id": name, "skipped": err.reason, "error": str(err), "key": key}
-        rng = clip_rng(self.seed, 0, *key) if self.random_crop else None
-        return {"id": name, "waveform": random_crop(wave, self.num_samples, rng), "key": key}
+        return {"id": name, "waveform": wave, "key": key}
 
     def without_random_crop(self) -> ClipProcessor:
         """The same processor, taking the start of long clips (for fixed figures and statistics)."""

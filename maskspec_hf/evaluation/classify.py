@@ -206,6 +206,8 @@ def _classifier(model_args: ModelArguments, classify_args: ClassifyArguments):
             **hub_options(model_args),
         )
     dtype = classify_args.dtype if classify_args.dtype == "auto" else getattr(torch, classify_args.dtype)
+    model_kwargs = {"cache_dir": model_args.cache_dir, "attn_implementation": model_args.attn_implementation}
+    model_kwargs = {key: value for key, value in model_kwargs.items() if value}
     return pipeline(
         TASK,
         model=model_args.model_name_or_path,
@@ -213,7 +215,7 @@ def _classifier(model_args: ModelArguments, classify_args: ClassifyArguments):
         feature_extractor=model_args.feature_extractor_name,
         revision=model_args.model_revision,
         token=model_args.token,
-        model_kwargs={"cache_dir": model_args.cache_dir} if model_args.cache_dir else None,
+        model_kwargs=model_kwargs or None,
         device=classify_args.device,
         dtype=dtype,
         trust_remote_code=classify_args.trust_remote_code,

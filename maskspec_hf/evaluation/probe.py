@@ -222,6 +222,7 @@ def probe(model_args: ModelArguments, data_args: DataArguments, probe_args: Prob
         config_overrides=model_args.config_overrides,
         config_name=model_args.config_name,
         feature_extractor_name=model_args.feature_extractor_name,
+        attn_implementation=model_args.attn_implementation,
         **hub_options(model_args),
     )
     encoder.to(probe_args.device).requires_grad_(False)

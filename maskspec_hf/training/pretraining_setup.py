@@ -26,7 +26,14 @@ from ..data.arguments import DataArguments
 from ..data.batching import MapStyleBatches, SpectrogramCollator, StreamingBatches
 from ..data.clips import ClipProcessor, min_samples_for_one_patch, num_frames_for_seconds
 from ..data.loading import load_audio_split, prepare_audio_dataset
-from ..loading import ModelArguments, hub_options, is_preset_name, load_config, load_feature_extractor
+from ..loading import (
+    ModelArguments,
+    hub_options,
+    is_preset_name,
+    load_config,
+    load_feature_extractor,
+    set_attention_kernel,
+)
 from ..modeling_maskspec import MaskSpecForPreTraining
 from .checkpoints import (
     check_resume_arguments,
@@ -359,6 +366,7 @@ def _set_up_model(run: PretrainingRun) -> None:
         )
     else:
         model = MaskSpecForPreTraining(run.config)
+    set_attention_kernel(model, model_args.attn_implementation)
     run.effective_batch = (
         args.per_device_train_batch_size * args.gradient_accumulation_steps * accelerator.num_processes
     )
@@ -429,7 +437,8 @@ def _set_up_reporting(run: PretrainingRun, processor: ClipProcessor) -> None:
             f"{run.total_steps} optimizer steps"
             + (f" ({run.steps_per_epoch} per epoch)" if run.steps_per_epoch else "")
             + f", warmup {run.warmup_steps}; clips of {clip_seconds(run.data_args):g} s = {run.num_frames} frames; "
-            f"{sum(p.numel() for p in run.unwrapped.parameters()):,} parameters"
+            f"{sum(p.numel() for p in run.unwrapped.parameters()):,} parameters; "
+            f"attention kernel {run.unwrapped.config._attn_implementation}"
         )
     init_trackers(accelerator, "maskspec-pretraining", run.hyperparameters)
     run.figures = ReconstructionFigures(
