@@ -15,7 +15,7 @@ LABELS = {
     "recipe-passt-stats": "tiny-cpu.json, PaSST's stats",
     "recipe-constant-lr": "tiny-cpu.json, constant LR",
     "recipe-batch32": "tiny-cpu.json, batch 32",
-    "recipe-reconstruct-all": "tiny-cpu.json, all masked patches reconstructed",
+    "recipe-sdpa": "tiny-cpu.json, SDPA attention",
 }
 
 

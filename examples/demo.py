@@ -35,7 +35,9 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", default="outputs/demo")
     parser.add_argument("--clip_seconds", type=float, default=2.0, help="Length of every clip.")
     parser.add_argument("--num_pretrain_clips", type=int, default=2048, help="Unlabelled clips for pre-training.")
-    parser.add_argument("--pretrain_steps", type=int, default=400, help="At most this many steps (see --max_minutes).")
+    parser.add_argument(
+        "--pretrain_steps", type=int, default=1200, help="At most this many steps (see --max_minutes)."
+    )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument(
         "--learning_rate",
