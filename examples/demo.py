@@ -28,6 +28,7 @@ import torch
 
 
 RECIPE = Path(__file__).resolve().parent / "recipes" / "tiny-cpu.json"
+RECIPE_OPTIONS = json.loads(RECIPE.read_text())
 
 
 def parse_args(argv=None):
@@ -74,7 +75,7 @@ def parse_args(argv=None):
 def config_overrides(args) -> str:
     if args.config_overrides is not None:
         return args.config_overrides
-    return json.loads(RECIPE.read_text())["config_overrides"]
+    return RECIPE_OPTIONS["config_overrides"]
 
 
 def run_pretraining(args, output_dir: Path, steps: int, minutes: float) -> dict:
@@ -83,9 +84,10 @@ def run_pretraining(args, output_dir: Path, steps: int, minutes: float) -> dict:
     from maskspec_hf.loading import ModelArguments
     from maskspec_hf.training.pretraining import PretrainingArguments, pretrain
 
-    attention = json.loads(RECIPE.read_text()).get("attn_implementation")  # the recipe's kernel (faster in bf16)
-    model_args = ModelArguments(
-        model_name_or_path="tiny", config_overrides=config_overrides(args), attn_implementation=attention
+    model_args = ModelArguments(  # the recipe's decoder and attention kernel (eager: faster in bf16)
+        model_name_or_path="tiny",
+        config_overrides=config_overrides(args),
+        attn_implementation=RECIPE_OPTIONS.get("attn_implementation"),
     )
     data_args = DataArguments(
         synthetic_num_clips=args.num_pretrain_clips, synthetic_seed=args.seed, max_length_seconds=args.clip_seconds

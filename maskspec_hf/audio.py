@@ -80,8 +80,7 @@ def decode_audio_window(value, sampling_rate: int, num_samples: int, rng: np.ran
     the file: a 2 s crop of a 10 s clip then costs a fifth of its decoding and resampling. Resampled windows agree
     with the slice of the whole resampled clip to float rounding (the window is resampled with a margin on each
     side). Same reasons as `decode_audio`; only the window is what `check_waveform` then sees."""
-    if isinstance(value, (str, os.PathLike)):
-        value = {"path": str(value), "bytes": None}
+    value = _as_encoded(value)
     state = None if rng is None else rng.bit_generator.state
     try:
         window = (
@@ -115,10 +114,7 @@ def check_waveform(wave: np.ndarray, min_samples: int) -> None:
 def _decode(value, sampling_rate: int | None) -> tuple[np.ndarray, int]:
     """Both public decoders: `sampling_rate=None` keeps the file's own rate."""
     try:
-        if isinstance(value, (str, os.PathLike)):
-            value = {"path": str(value), "bytes": None}
-        elif isinstance(value, (bytes, bytearray, memoryview)):
-            value = {"path": None, "bytes": bytes(value)}
+        value = _as_encoded(value)
         if isinstance(value, Mapping) and "array" in value:
             return _from_array(value, sampling_rate)
         if isinstance(value, Mapping) and _is_zero_byte_file(value):
@@ -132,6 +128,15 @@ def _decode(value, sampling_rate: int | None) -> tuple[np.ndarray, int]:
     except Exception as err:  # noqa: BLE001 - any failure of any decoder on any file means "skip this clip"
         message = f"{type(err).__name__}: {err}".strip()
         raise ClipError("decode_error", message.splitlines()[0][:300] if message else type(err).__name__) from err
+
+
+def _as_encoded(value):
+    """A path or the bytes of a file as datasets' encoded `{"path", "bytes"}` dict; anything else as it is."""
+    if isinstance(value, (str, os.PathLike)):
+        return {"path": str(value), "bytes": None}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"path": None, "bytes": bytes(value)}
+    return value
 
 
 def _from_array(value: Mapping, sampling_rate: int | None) -> tuple[np.ndarray, int]:
@@ -154,19 +159,30 @@ def _from_array(value: Mapping, sampling_rate: int | None) -> tuple[np.ndarray, 
 def _from_libsndfile(value: Mapping) -> tuple[np.ndarray, int] | None:
     """`(mono float32 waveform, rate)` of an encoded value that libsndfile reads; None for anything else (other
     formats, a file without samples, any libsndfile error): FFmpeg then decodes it or says why it cannot."""
-    import soundfile
-
-    data, path = value.get("bytes"), value.get("path")
+    handle = _open_with_libsndfile(value)
+    if handle is None:
+        return None
     try:
-        source = io.BytesIO(data) if data is not None else path
-        if source is None:
-            return None
-        wave, rate = soundfile.read(source, dtype="float32", always_2d=True)
-    except Exception:  # noqa: BLE001 - not a libsndfile format, or a broken file: FFmpeg's turn
+        with handle:
+            wave, rate = handle.read(dtype="float32", always_2d=True), handle.samplerate
+    except Exception:  # noqa: BLE001 - a broken file: FFmpeg's turn
         return None
     if wave.shape[0] == 0:
         return None
     return _mono(wave), int(rate)
+
+
+def _open_with_libsndfile(value: Mapping):
+    """A `soundfile.SoundFile` on an encoded value's bytes or path; None if libsndfile does not read it."""
+    import soundfile
+
+    data, path = value.get("bytes"), value.get("path")
+    if data is None and path is None:
+        return None
+    try:
+        return soundfile.SoundFile(io.BytesIO(data) if data is not None else path)
+    except Exception:  # noqa: BLE001 - not a libsndfile format (or no such file): FFmpeg's turn
+        return None
 
 
 _RESAMPLING_MARGIN = 512  # output samples resampled beyond each side of a window: soxr's filter settles within them
@@ -175,17 +191,8 @@ _RESAMPLING_MARGIN = 512  # output samples resampled beyond each side of a windo
 def _window_from_libsndfile(value, sampling_rate: int, num_samples: int, rng) -> np.ndarray | None:
     """The window of `decode_audio_window` read from a file libsndfile opens (None: it does not, or the file holds no
     samples)."""
-    import soundfile
-
-    if _is_zero_byte_file(value):
-        return None
-    data, path = value.get("bytes"), value.get("path")
-    source = io.BytesIO(data) if data is not None else path
-    if source is None:
-        return None
-    try:
-        handle = soundfile.SoundFile(source)
-    except Exception:  # noqa: BLE001 - not a libsndfile format
+    handle = None if _is_zero_byte_file(value) else _open_with_libsndfile(value)
+    if handle is None:
         return None
     with handle:
         frames, rate = handle.frames, handle.samplerate

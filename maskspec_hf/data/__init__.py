@@ -19,7 +19,6 @@ from .clips import (
     first_valid_clip,
     min_samples_for_one_patch,
     num_frames_for_seconds,
-    random_crop,
 )
 from .loading import (
     EmptySplitError,
@@ -54,6 +53,5 @@ __all__ = [
     "min_samples_for_one_patch",
     "num_frames_for_seconds",
     "prepare_audio_dataset",
-    "random_crop",
     "require_rows",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..audio import ClipError, check_waveform, decode_audio_window, window_start
+from ..audio import ClipError, check_waveform, decode_audio_window
 
 
 logger = logging.getLogger(__name__)
@@ -25,13 +25,6 @@ logger = logging.getLogger(__name__)
 def clip_rng(seed: int, *key: int) -> np.random.Generator:
     """A generator that depends only on `seed` and the integers of `key` (e.g. a purpose tag, an epoch, a row)."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(int(k) & 0xFFFFFFFF for k in key)])
-
-
-def random_crop(wave: np.ndarray, num_samples: int, rng: np.random.Generator | None) -> np.ndarray:
-    """A random `num_samples` window of a longer clip (the start when `rng` is None); shorter clips are kept whole
-    (the collator pads them, marking the padding in `attention_mask`)."""
-    start = window_start(wave.size, num_samples, rng)
-    return wave[start : start + num_samples]
 
 
 def clip_name(audio, clip_id=None, fallback: str = "a clip") -> str:
@@ -170,5 +163,4 @@ __all__ = [
     "first_valid_clip",
     "min_samples_for_one_patch",
     "num_frames_for_seconds",
-    "random_crop",
 ]
