@@ -436,7 +436,7 @@ def test_builtin_synthetic_data_is_the_default_and_audiofolder_works(workdir, mo
     assert summary["stopped_by_time_limit"] and summary["step"] == 1 and summary["total_steps"] == 2
     assert [s for s, _ in list_checkpoints(workdir / "synthetic")] == [1]
     card = (workdir / "synthetic" / "final" / "README.md").read_text()
-    assert "Built-in synthetic sound events" in card and "datasets:" not in card.split("---")[1]
+    assert "Built-in synthetic corpus of two-vowel words" in card and "datasets:" not in card.split("---")[1]
     assert "stopped by its time limit" in card
     from accelerate.state import AcceleratorState, GradientState
 

@@ -1,7 +1,6 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
 """Tests of the synthetic corpus (small clips and tmp_path caches keep them fast)."""
 
-import itertools
 import re
 
 import numpy as np
@@ -11,17 +10,16 @@ from scipy import signal
 
 from maskspec_hf.data import synthetic as synthetic_data
 from maskspec_hf.data.synthetic import (
-    BAND_PAIRINGS,
     HUMAN_LABELS,
-    NUM_BANDS,
     SOUND_EVENT_TYPES,
     TEST_INDEX_OFFSET,
-    TEXTURES,
-    band_edges,
-    band_texture,
+    VOWEL_FORMANTS,
+    WORDS,
+    formant_tracks,
     make_sound_events_dataset,
     make_sound_events_splits,
     synthesize_clip,
+    synthesize_word,
 )
 
 
@@ -29,45 +27,55 @@ def _files(directory):
     return {path.name: path.stat().st_mtime_ns for path in directory.rglob("*") if path.is_file()}
 
 
-def test_classes_are_the_pairings_of_a_one_factorization():
-    assert len(SOUND_EVENT_TYPES) == NUM_BANDS - 1 == 7 and len(set(SOUND_EVENT_TYPES)) == 7
-    assert set(HUMAN_LABELS) == set(SOUND_EVENT_TYPES) == set(BAND_PAIRINGS)
-    seen = []
-    for pairing in BAND_PAIRINGS.values():
-        # A perfect matching: every band in exactly one pair.
-        assert sorted(band for pair in pairing for band in pair) == list(range(NUM_BANDS))
-        seen += [tuple(sorted(pair)) for pair in pairing]
-    # Every pair of bands belongs to exactly one class.
-    assert sorted(seen) == list(itertools.combinations(range(NUM_BANDS), 2))
+def test_classes_are_vowel_pairs_in_both_orders():
+    assert len(SOUND_EVENT_TYPES) == len(WORDS) == 8 and set(HUMAN_LABELS) == set(SOUND_EVENT_TYPES)
+    assert all(set(vowels) <= set(VOWEL_FORMANTS) and vowels[0] != vowels[1] for vowels in WORDS.values())
+    # Every word's reverse is a class too, so each vowel pair comes in both orders.
+    assert {(b, a) for a, b in WORDS.values()} == set(WORDS.values())
+    assert HUMAN_LABELS["a-i"] == "Vowel /a/ gliding into /i/"
 
 
-def test_bands_follow_the_front_end_mel_patches():
-    edges = band_edges(32000)
-    assert edges.shape == (NUM_BANDS, 2) and (np.diff(edges.ravel()) > 0).all() and edges.max() < 15000
-    # At 32 kHz each band lies inside one row of 16 of the 128 Kaldi mel bins up to 15 kHz.
-    mel = 1127 * np.log1p(edges / 700) / (1127 * np.log1p(15000 / 700)) * 128
-    assert (np.floor(mel[:, 0] / 16) == np.arange(NUM_BANDS)).all()
-    assert (np.floor(mel[:, 1] / 16) == np.arange(NUM_BANDS)).all()
-    assert band_edges(16000).max() < 0.45 * 16000
+def test_formant_tracks_glide_from_the_first_vowel_to_the_second():
+    times = np.linspace(0.0, 0.5, 101)
+    tracks = formant_tracks(("a", "i"), (0.2, 0.1, 0.2), 1.1, times)
+    assert tracks.shape == (3, 101)
+    first, second = (np.array(VOWEL_FORMANTS[v])[:, None] * 1.1 for v in ("a", "i"))
+    np.testing.assert_allclose(tracks[:, times <= 0.2], np.broadcast_to(first, (3, (times <= 0.2).sum())))
+    np.testing.assert_allclose(tracks[:, times >= 0.3], np.broadcast_to(second, (3, (times >= 0.3).sum())))
+    # In between, every formant moves monotonically from one vowel to the other.
+    glide = np.diff(tracks[:, (times >= 0.2) & (times <= 0.3)], axis=1)
+    assert ((glide <= 0).all(axis=1) | (glide >= 0).all(axis=1)).all()
 
 
-@pytest.mark.parametrize("texture", TEXTURES)
+def _second_formant_hz(wave, sampling_rate, start, stop):
+    """Power-weighted mean frequency over 700-3500 Hz of `wave[start:stop]`, where the second formants of the
+    vowels lie."""
+    segment = wave[start:stop] * np.hanning(stop - start)
+    power = np.abs(np.fft.rfft(segment)) ** 2
+    freqs = np.fft.rfftfreq(len(segment), 1 / sampling_rate)
+    band = (freqs >= 700) & (freqs <= 3500)
+    return (power[band] * freqs[band]).sum() / power[band].sum()
+
+
 @pytest.mark.parametrize("sampling_rate", [16000, 32000])
-def test_band_textures_stay_in_their_band(texture, sampling_rate):
-    low, high = band_edges(sampling_rate)[3]
-    first = band_texture(np.random.default_rng(0), texture, 8000, low, high, sampling_rate)
-    again = band_texture(np.random.default_rng(0), texture, 8000, low, high, sampling_rate)
-    other = band_texture(np.random.default_rng(1), texture, 8000, low, high, sampling_rate)
-    assert first.shape == (8000,) and np.isfinite(first).all()
-    np.testing.assert_allclose(np.sqrt(np.mean(first**2)), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, other), "instances of a texture should vary"
-    power = np.abs(np.fft.rfft(first * np.hanning(len(first)))) ** 2
-    freqs = np.fft.rfftfreq(len(first), 1 / sampling_rate)
-    inside = power[(freqs >= 0.9 * low) & (freqs <= 1.1 * high)].sum() / power.sum()
-    assert inside > 0.95, inside
-    with pytest.raises(ValueError, match="Unknown texture"):
-        band_texture(np.random.default_rng(0), "thunder", 100, low, high, sampling_rate)
+def test_a_word_is_voiced_and_glides_the_way_its_vowels_go(sampling_rate):
+    speaker = {"f0_hz": 120.0, "formant_scale": 1.0, "rate": 1.0}
+    wave, duration = synthesize_word(np.random.default_rng(0), ("a", "i"), speaker, sampling_rate)
+    again, _ = synthesize_word(np.random.default_rng(0), ("a", "i"), speaker, sampling_rate)
+    np.testing.assert_array_equal(wave, again)
+    assert len(wave) == round(duration * sampling_rate) and 0.3 <= duration <= 0.56
+    assert np.isfinite(wave).all() and np.isclose(np.abs(wave).max(), 1.0)
+    quarter = len(wave) // 4
+    early, late = (_second_formant_hz(wave, sampling_rate, i, i + quarter) for i in (0, 3 * quarter))
+    assert late - early > 300, (early, late)  # /a/'s F2 is ~1090 Hz, /i/'s ~2290 Hz
+    reverse, _ = synthesize_word(np.random.default_rng(0), ("i", "a"), speaker, sampling_rate)
+    quarter = len(reverse) // 4
+    early, late = (_second_formant_hz(reverse, sampling_rate, i, i + quarter) for i in (0, 3 * quarter))
+    assert early - late > 300, (early, late)
+    # Voiced: the spectrum has its peaks at the harmonics of f0, and nothing above the top harmonic.
+    power = np.abs(np.fft.rfft(wave)) ** 2
+    freqs = np.fft.rfftfreq(len(wave), 1 / sampling_rate)
+    assert power[freqs > min(7200, 0.47 * sampling_rate)].sum() < 1e-3 * power.sum()
 
 
 def test_synthesize_clip_is_deterministic():
@@ -87,21 +95,22 @@ def test_clip_waveforms_and_labels():
         assert np.isfinite(wave).all() and 0 < np.abs(wave).max() <= 1
         (name,) = meta["labels"]
         assert meta["human_labels"] == [HUMAN_LABELS[name]] and SOUND_EVENT_TYPES[meta["label"]] == name
-        assert 5 <= meta["snr_db"] <= 20
+        assert 5 <= meta["snr_db"] <= 25
         assert meta["video_id"] == f"synth-{index:06d}"
-        # Every pair of the class's pairing sounds, and nothing else does.
-        pairs = {tuple(event["bands"]) for event in meta["events"]}
-        assert pairs == set(BAND_PAIRINGS[name])
-        for event in meta["events"]:
-            assert 0 <= event["onset"] and event["onset"] + event["duration"] <= 1.0 + 1e-3
-            assert set(event["textures"]) <= set(TEXTURES) and all(-9 <= v <= 0 for v in event["levels_db"])
+        # Two or three utterances of the word by one speaker, each starting inside the clip.
+        events = meta["events"]
+        assert 2 <= len(events) <= 3 and len({e["formant_scale"] for e in events}) == 1
+        for event in events:
+            assert 0 <= event["onset"] < 1.0 and 0.24 <= event["duration"] <= 0.7 and -6 <= event["level_db"] <= 0
+            assert 80 <= event["f0_hz"] <= 315 and 0.82 <= event["formant_scale"] <= 1.22
+            assert 0.8 <= event["rate"] <= 1.25
         classes.add(name)
     assert classes == set(SOUND_EVENT_TYPES)
 
 
 def test_forced_class():
-    _, meta = synthesize_clip(0, clip_seconds=1.0, sampling_rate=16000, sound_class="pairing_3")
-    assert meta["labels"] == ["pairing_3"] and meta["label"] == SOUND_EVENT_TYPES.index("pairing_3")
+    _, meta = synthesize_clip(0, clip_seconds=1.0, sampling_rate=16000, sound_class="i-a")
+    assert meta["labels"] == ["i-a"] and meta["label"] == SOUND_EVENT_TYPES.index("i-a")
     with pytest.raises(ValueError, match="Unknown class"):
         synthesize_clip(0, sound_class="thunder")
 
@@ -192,38 +201,38 @@ def test_splits_are_disjoint(tmp_path):
     assert other["test"]["video_id"] == splits["test"]["video_id"]
 
 
-def _band_energies(wave, sampling_rate):
-    """`[bands, frames]` log energies of the corpus's bands (10 ms hop)."""
-    freqs, _, spec = signal.stft(wave, sampling_rate, nperseg=512, noverlap=512 - sampling_rate // 100)
-    power = np.abs(spec) ** 2
-    return np.log(
-        np.stack([power[(freqs >= lo) & (freqs <= hi)].sum(0) for lo, hi in band_edges(sampling_rate)]) + 1e-10
-    )
+def _log_spectrogram(wave, sampling_rate):
+    """`[frequencies, frames]` log power (10 ms hop)."""
+    _, _, spec = signal.stft(wave, sampling_rate, nperseg=512, noverlap=512 - sampling_rate // 100)
+    return np.log(np.abs(spec) ** 2 + 1e-10)
 
 
 def _nearest_centroid_accuracy(x, y, train):
     x = (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
-    centroids = np.stack([x[train & (y == label)].mean(0) for label in range(len(SOUND_EVENT_TYPES))])
+    centroids = np.stack([x[train & (y == label)].mean(0) for label in (0, 1)])
     predicted = np.argmin(((x[~train, None] - centroids[None]) ** 2).sum(-1), axis=1)
     return (predicted == y[~train]).mean()
 
 
-def test_classes_differ_in_structure_not_in_average_spectrum():
-    """Each band's mean and spread of level over time say nothing of the class (nearest centroid near chance, 1/7);
-    the correlations between bands over time give it away."""
-    sampling_rate, per_class, num_train = 16000, 16, 8
-    marginal, structure, y = [], [], []
-    for label, name in enumerate(SOUND_EVENT_TYPES):
+def test_the_two_orders_of_a_vowel_pair_share_their_average_spectrum():
+    """A word and its reverse ("a-i", "i-a"): each frequency's mean and spread of level over the clip leave them
+    near chance (1/2), while the second formant early and late in the first utterance tells them apart."""
+    sampling_rate, per_class, num_train = 16000, 40, 20
+    marginal, order, y = [], [], []
+    for label, name in enumerate(("a-i", "i-a")):
         for j in range(per_class):
-            wave, _ = synthesize_clip(1000 * label + j, 3, 2.0, sampling_rate, sound_class=name)
-            energies = _band_energies(wave, sampling_rate)
-            marginal.append(np.concatenate([energies.mean(1) - energies.mean(), energies.std(1)]))
-            correlations = np.corrcoef(energies)
-            structure.append(correlations[np.triu_indices(NUM_BANDS, 1)])
+            wave, meta = synthesize_clip(1000 * label + j, 3, 1.5, sampling_rate, sound_class=name)
+            spectrogram = _log_spectrogram(wave, sampling_rate)
+            marginal.append(np.concatenate([spectrogram.mean(1), spectrogram.std(1)]))
+            start = int(meta["events"][0]["onset"] * sampling_rate)
+            quarter = int(meta["events"][0]["duration"] * sampling_rate) // 4
+            stop = min(len(wave), start + 4 * quarter)
+            late = _second_formant_hz(wave, sampling_rate, stop - quarter, stop)
+            order.append([late - _second_formant_hz(wave, sampling_rate, start, start + quarter)])
             y.append(label)
     y = np.array(y)
-    train = np.tile(np.arange(per_class) < num_train, len(SOUND_EVENT_TYPES))
+    train = np.tile(np.arange(per_class) < num_train, 2)
     by_marginals = _nearest_centroid_accuracy(np.array(marginal), y, train)
-    by_structure = _nearest_centroid_accuracy(np.array(structure), y, train)
-    assert by_marginals < 0.35, by_marginals
-    assert by_structure > 0.8, by_structure
+    by_order = _nearest_centroid_accuracy(np.array(order), y, train)
+    assert by_marginals < 0.7, by_marginals
+    assert by_order > 0.9, by_order

@@ -8,7 +8,7 @@ class DataArguments:
     """Where the audio comes from and which columns and splits to use; shared by every command.
 
     With no `dataset_name`, `data_dir` or `data_files`, commands that can use it read the built-in synthetic
-    sound-events corpus (`maskspec_hf.data.synthetic`)."""
+    corpus of two-vowel words (`maskspec_hf.data.synthetic`)."""
 
     dataset_name: str | None = field(
         default=None,

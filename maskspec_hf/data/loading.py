@@ -72,7 +72,7 @@ def load_audio_dataset(
       files (loaded with `audiofolder`); a list is taken as the `split` split.
     - otherwise `data_dir`: a local folder whose format `datasets` infers (an audiofolder of sound files with an
       optional `metadata.csv`, or parquet files...).
-    - with none of them: the built-in synthetic sound-events corpus (`maskspec_hf.data.synthetic`), `synthetic_*`
+    - with none of them: the built-in synthetic corpus of two-vowel words (`maskspec_hf.data.synthetic`), `synthetic_*`
       clips at `sampling_rate`, as a real `datasets.Dataset` with an `Audio` column.
 
     Raises `EmptySplitError` when the split has no rows, and a ValueError naming `split_option` when there is no such

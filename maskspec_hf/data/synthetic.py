@@ -1,17 +1,14 @@
 # Copyright 2026 The maskspec-hf authors. Licensed under the Apache License, Version 2.0.
-"""A deterministic synthetic "sound events" corpus whose classes differ only in time-frequency structure: the
-package's built-in default data.
+"""A deterministic synthetic corpus of two-vowel "words" said by random speakers: the package's built-in data.
 
-The frequency range is cut into `NUM_BANDS` (8) bands, evenly spaced on the Kaldi mel scale of the front end, so at
-32 kHz each band lies inside one row of 16-mel-bin patches. A clip is a sequence of sound events over coloured
-background noise; every event sounds in two bands at once (same onset, same duration, each band with its own texture
-and level: band-limited noise, a few steady tones, or a rattle). A class is a *pairing* of the bands: which band always
-sounds together with which. The 7 classes are the 7 perfect matchings of a 1-factorization of the 8 bands, so every
-pair of bands belongs to exactly one class, and every band appears in every class equally often, at the same random
-onsets, durations and levels. The average spectrum, the per-band level statistics and the average patch are therefore
-the same for every class (a log-mel mean+std classifier is at chance); only which bands switch on *together* tells
-the classes apart. That is what masked-spectrogram pre-training has to learn to fill in a masked band from the visible
-bands of the same time step, and what features pooled per band cannot see.
+A word is a vowel, a glide of its formants into a second vowel, and that vowel, voiced on a harmonic source (additive
+synthesis under a three-formant envelope). Every utterance has its own speaker: pitch (85-300 Hz, drifting, with
+vibrato), vocal-tract length (all formants scaled by 0.82-1.22) and speaking rate (0.8-1.25), so neither pitch nor
+formant frequencies are fixed per class. A clip holds two or three utterances of one word at random onsets and levels
+over coloured background noise. The 8 classes are 4 vowel pairs in both orders (a-i and i-a, ...): the two words of a
+pair are made of the same sounds for the same durations, so their average spectrum is the same, and only the order of
+the vowels, which way the formants glide, tells them apart. Time-frequency structure across 160 ms patches, and
+invariance to the speaker, are what masked-spectrogram pre-training learns and pooled spectra cannot show.
 
 The corpus is a real `datasets.Dataset` with an `Audio` column and AudioSet's columns (`video_id`, `audio`,
 `labels`, `human_labels`), so it runs through the same code path as AudioSet from the Hub, plus `label` (a
@@ -31,52 +28,46 @@ from .synthetic_cache import cached_clips, default_cache_dir
 
 
 __all__ = [
-    "BAND_PAIRINGS",
     "GENERATOR_VERSION",
     "HUMAN_LABELS",
-    "NUM_BANDS",
     "SOUND_EVENT_TYPES",
     "TEST_INDEX_OFFSET",
-    "TEXTURES",
-    "band_edges",
+    "VOWEL_FORMANTS",
+    "WORDS",
     "default_cache_dir",
+    "formant_tracks",
     "make_sound_events_dataset",
     "make_sound_events_splits",
     "synthesize_clip",
+    "synthesize_word",
 ]
 
 # Bump whenever the generated audio or metadata changes, so stale caches are not reused.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 7
 # Test clips are drawn from indices far above any training index, so the test split neither overlaps the training
 # split nor changes when `num_train` does.
 TEST_INDEX_OFFSET = 1_000_000
 
-NUM_BANDS = 8
-_TOP_HZ = 15000.0  # the front end's f_max: bands follow its mel axis
-_EVENTS_PER_PAIR_PER_SECOND = 2.5
-_EVENT_SECONDS = (0.06, 0.16)  # at most about one 160 ms patch: a band's own past says little of its next patch
-
-
-def _one_factorization(num_bands: int) -> list[tuple[tuple[int, int], ...]]:
-    """The round-robin 1-factorization of the complete graph on `num_bands` (even) bands: `num_bands - 1` pairings
-    that together hold every pair of bands exactly once."""
-    last = num_bands - 1
-    pairings = []
-    for r in range(last):
-        pairs = [(r, last)] + [tuple(sorted(((r + k) % last, (r - k) % last))) for k in range(1, num_bands // 2)]
-        pairings.append(tuple(sorted(pairs)))
-    return pairings
-
-
-BAND_PAIRINGS: dict[str, tuple[tuple[int, int], ...]] = {
-    f"pairing_{i + 1}": pairing for i, pairing in enumerate(_one_factorization(NUM_BANDS))
+# First three formants (Hz) of an adult male speaker, textbook averages; a speaker scales all three.
+VOWEL_FORMANTS: dict[str, tuple[float, float, float]] = {
+    "a": (730.0, 1090.0, 2440.0),
+    "e": (530.0, 1840.0, 2480.0),
+    "i": (270.0, 2290.0, 3010.0),
+    "o": (570.0, 840.0, 2410.0),
+    "u": (300.0, 870.0, 2240.0),
 }
-SOUND_EVENT_TYPES: tuple[str, ...] = tuple(BAND_PAIRINGS)
-HUMAN_LABELS: dict[str, str] = {
-    name: "Bands " + ", ".join(f"{a + 1}+{b + 1}" for a, b in pairing) + " sound together"
-    for name, pairing in BAND_PAIRINGS.items()
+_PAIRS = (("a", "i"), ("a", "u"), ("i", "u"), ("e", "o"))
+WORDS: dict[str, tuple[str, str]] = {
+    f"{a}-{b}": (a, b) for first, second in _PAIRS for a, b in ((first, second), (second, first))
 }
-TEXTURES = ("noise", "tones", "rattle")
+SOUND_EVENT_TYPES: tuple[str, ...] = tuple(WORDS)
+HUMAN_LABELS: dict[str, str] = {name: f"Vowel /{a}/ gliding into /{b}/" for name, (a, b) in WORDS.items()}
+
+_FORMANT_BANDWIDTHS = (80.0, 110.0, 160.0)  # Hz, scaled with the formants
+_FORMANT_GAINS = (1.0, 0.5, 0.25)
+_TOP_HZ = 7000.0  # highest harmonic (below 0.45 x the sampling rate)
+_CONTROL_HOP = 64  # samples between control points of pitch and amplitudes
+_UTTERANCES_PER_CLIP = (2, 3)  # at least, at most
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -88,35 +79,14 @@ def _num_samples(duration: float, sampling_rate: int) -> int:
     return max(1, int(round(duration * sampling_rate)))
 
 
-def band_edges(sampling_rate: int = 32000) -> np.ndarray:
-    """`[NUM_BANDS, 2]` low/high frequencies (Hz) of the bands: equal steps of the Kaldi mel scale up to
-    `min(15 kHz, 0.45 * sampling_rate)`, each band keeping 15 % of its step free on either side, so that at 32 kHz
-    it stays inside one row of 16-mel-bin patches of the default front end."""
-    top = 1127.0 * np.log1p(min(_TOP_HZ, 0.45 * sampling_rate) / 700.0)
-    step = top / NUM_BANDS
-    low_mel = np.arange(NUM_BANDS) * step + 0.15 * step
-    mels = np.stack([low_mel, low_mel + 0.7 * step], axis=1)
-    return 700.0 * np.expm1(mels / 1127.0)
-
-
 def _fade(x: np.ndarray, sampling_rate: int, seconds: float) -> np.ndarray:
-    """Raised-cosine fade-in and fade-out in place, so events start and end without clicks."""
+    """Raised-cosine fade-in and fade-out in place, so utterances start and end without clicks."""
     k = min(len(x) // 2, int(seconds * sampling_rate))
     if k > 0:
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, k, endpoint=False))
         x[:k] *= ramp
         x[len(x) - k :] *= ramp[::-1]
     return x
-
-
-def _band_noise(rng: np.random.Generator, n: int, low: float, high: float, sampling_rate: int) -> np.ndarray:
-    """White noise restricted to `low..high` Hz in the frequency domain, unit RMS."""
-    size = sp_fft.next_fast_len(n, real=True)
-    spectrum = sp_fft.rfft(rng.standard_normal(size))
-    freqs = sp_fft.rfftfreq(size, 1.0 / sampling_rate)
-    spectrum[(freqs < low) | (freqs > high)] = 0.0
-    x = sp_fft.irfft(spectrum, size)[:n]
-    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 
 def _colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
@@ -131,26 +101,49 @@ def _colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndar
     return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 
-def band_texture(
-    rng: np.random.Generator, texture: str, n: int, low: float, high: float, sampling_rate: int
-) -> np.ndarray:
-    """`n` samples of one band's part of an event, confined to `low..high` Hz, unit RMS: `noise` (band-limited
-    noise), `tones` (1-3 steady sinusoids at random frequencies of the band) or `rattle` (band noise gated by a
-    pulse train of 6-30 Hz)."""
-    t = np.arange(n) / sampling_rate
-    if texture == "noise":
-        x = _band_noise(rng, n, low, high, sampling_rate)
-    elif texture == "tones":
-        freqs = np.exp(rng.uniform(np.log(low), np.log(high), int(rng.integers(1, 4))))
-        x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f in freqs)
-    elif texture == "rattle":
-        rate, duty = np.exp(rng.uniform(np.log(6), np.log(30))), rng.uniform(0.2, 0.5)
-        gate = ((t * rate + rng.uniform()) % 1.0) < duty
-        x = _band_noise(rng, n, low, high, sampling_rate) * gate
-    else:
-        raise ValueError(f"Unknown texture {texture!r}; choose from {TEXTURES}.")
-    x = np.asarray(x, dtype=np.float64)
-    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
+def formant_tracks(vowels: tuple[str, str], segments: tuple[float, float, float], scale: float, times: np.ndarray):
+    """`[3, len(times)]` formant frequencies (Hz) of a word: the first vowel for `segments[0]` seconds, a smooth glide
+    for `segments[1]`, then the second vowel; every formant scaled by the speaker's `scale`."""
+    first, second = (np.asarray(VOWEL_FORMANTS[v]) * scale for v in vowels)
+    w = np.clip((times - segments[0]) / segments[1], 0.0, 1.0)
+    w = w * w * (3 - 2 * w)  # smoothstep: the glide starts and ends at rest
+    return first[:, None] * (1 - w) + second[:, None] * w
+
+
+def _envelope(freqs: np.ndarray, formants: np.ndarray, scale: float) -> np.ndarray:
+    """Amplitude of harmonics at `freqs` `[H, T]` under formants `[3, T]`: a resonance per formant over a source
+    falling with frequency."""
+    amplitude = np.zeros_like(freqs)
+    for track, bandwidth, gain in zip(formants, _FORMANT_BANDWIDTHS, _FORMANT_GAINS):
+        amplitude += gain / (1 + ((freqs - track[None]) / (bandwidth * scale / 2)) ** 2)
+    return amplitude * (np.maximum(freqs, 50.0) / 500.0) ** -0.6
+
+
+def synthesize_word(rng: np.random.Generator, vowels: tuple[str, str], speaker: dict, sampling_rate: int):
+    """One utterance of the word `vowels` by `speaker` (`f0_hz`, `formant_scale`, `rate`): its waveform (peak about
+    1) and duration (s). Vowels last 0.12-0.22 s and the glide 0.06-0.12 s, divided by the rate."""
+    rate, scale = speaker["rate"], speaker["formant_scale"]
+    segments = tuple(float(rng.uniform(*bounds)) / rate for bounds in ((0.12, 0.22), (0.06, 0.12), (0.12, 0.22)))
+    duration = sum(segments)
+    n = _num_samples(duration, sampling_rate)
+    control = np.arange(n // _CONTROL_HOP + 2) * _CONTROL_HOP / sampling_rate
+    drift, vibrato_hz = rng.uniform(-0.15, 0.15), rng.uniform(4.0, 6.0)
+    f0 = speaker["f0_hz"] * (1 + drift * control / duration) * (1 + 0.02 * np.sin(2 * np.pi * vibrato_hz * control))
+    top = min(_TOP_HZ, 0.45 * sampling_rate)
+    harmonics = np.arange(1, int(top / f0.min()) + 1)[:, None]
+    freqs = harmonics * f0[None]
+    loudness = np.sin(np.pi * np.clip(control / duration, 0.0, 1.0)) ** 0.5
+    amplitudes = _envelope(freqs, formant_tracks(vowels, segments, scale, control), scale) * (freqs < top) * loudness
+
+    # Pitch and amplitudes move at the control rate; the phase of harmonic k is k times the running phase of f0.
+    position = np.arange(n) / _CONTROL_HOP
+    grid = np.arange(len(control))
+    phase = 2 * np.pi * np.cumsum(np.interp(position, grid, f0)) / sampling_rate
+    wave = np.zeros(n)
+    for k, row in enumerate(amplitudes, start=1):
+        wave += np.interp(position, grid, row) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+    wave += 0.02 * rng.standard_normal(n) * np.interp(position, grid, loudness)  # breath
+    return wave / (np.max(np.abs(wave)) + 1e-12), duration
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -162,26 +155,12 @@ def _video_id(index: int) -> str:
     return f"synth-{index:06d}"
 
 
-def _schedule(rng: np.random.Generator, pairing, clip_seconds: float) -> list[dict]:
-    """Events of a clip: each pair of the pairing sounds at least once, ~2.5 times a second, at random onsets, for
-    60-160 ms."""
-    events = []
-    for pair in pairing:
-        for _ in range(max(1, int(rng.poisson(_EVENTS_PER_PAIR_PER_SECOND * clip_seconds)))):
-            duration = min(rng.uniform(*_EVENT_SECONDS), clip_seconds)
-            onset = rng.uniform(0, clip_seconds - duration)
-            levels = [round(float(v), 2) for v in rng.uniform(-9, 0, 2)]
-            textures = [str(v) for v in rng.choice(TEXTURES, 2)]
-            events.append(
-                {
-                    "bands": list(pair),
-                    "onset": round(onset, 4),
-                    "duration": round(duration, 4),
-                    "levels_db": levels,
-                    "textures": textures,
-                }
-            )
-    return sorted(events, key=lambda e: (e["onset"], e["bands"]))
+def _draw_speaker(rng: np.random.Generator) -> dict:
+    return {
+        "f0_hz": round(float(np.exp(rng.uniform(np.log(85.0), np.log(300.0)))), 2),
+        "formant_scale": round(float(rng.uniform(0.82, 1.22)), 4),
+        "rate": round(float(rng.uniform(0.8, 1.25)), 4),
+    }
 
 
 def synthesize_clip(
@@ -193,35 +172,36 @@ def synthesize_clip(
 ) -> tuple[np.ndarray, dict]:
     """Generate clip `index` of the corpus with `seed`: a float32 waveform in [-1, 1] and its metadata.
 
-    The clip depends only on its arguments. `sound_class` forces its class (default: one of `SOUND_EVENT_TYPES` drawn
-    at random). Metadata: `video_id`, `labels` (`[class]`), `human_labels`, `label` (index of the class in
-    `SOUND_EVENT_TYPES`), `snr_db` and `events` (bands, onset, duration, levels and textures of each event).
+    The clip depends only on its arguments. `sound_class` forces its word (default: one of `SOUND_EVENT_TYPES` drawn
+    at random). Metadata: `video_id`, `labels` (`[word]`), `human_labels`, `label` (index of the word in
+    `SOUND_EVENT_TYPES`), `snr_db` and `events` (one per utterance: onset, duration, level and speaker).
     """
     rng = np.random.default_rng([seed, index])
     n = _num_samples(clip_seconds, sampling_rate)
     drawn = SOUND_EVENT_TYPES[int(rng.integers(len(SOUND_EVENT_TYPES)))]
     sound_class = drawn if sound_class is None else sound_class
-    if sound_class not in BAND_PAIRINGS:
+    if sound_class not in WORDS:
         raise ValueError(f"Unknown class {sound_class!r}; choose from {SOUND_EVENT_TYPES}.")
 
-    edges = band_edges(sampling_rate)
-    events = _schedule(rng, BAND_PAIRINGS[sound_class], clip_seconds)
-    foreground = np.zeros(n)
-    active = np.zeros(n, dtype=bool)
-    for event in events:
-        start = min(int(round(event["onset"] * sampling_rate)), n - 1)
-        m = min(_num_samples(event["duration"], sampling_rate), n - start)
-        fade = rng.uniform(0.005, 0.03)
-        for band, level, texture in zip(event["bands"], event["levels_db"], event["textures"]):
-            wave = band_texture(rng, texture, m, *edges[band], sampling_rate) * 10 ** (level / 20)
-            foreground[start : start + m] += _fade(wave, sampling_rate, fade)
-        active[start : start + m] = True
+    speaker = _draw_speaker(rng)
+    foreground, active, events = np.zeros(n), np.zeros(n, dtype=bool), []
+    for _ in range(int(rng.integers(_UTTERANCES_PER_CLIP[0], _UTTERANCES_PER_CLIP[1] + 1))):
+        # Each utterance varies a little around its speaker's pitch, as a repeated word does.
+        voice = {**speaker, "f0_hz": round(speaker["f0_hz"] * float(rng.uniform(0.95, 1.05)), 2)}
+        wave, duration = synthesize_word(rng, WORDS[sound_class], voice, sampling_rate)
+        start = int(rng.integers(0, max(1, n - len(wave))))
+        wave = _fade(wave[: n - start], sampling_rate, 0.005)
+        level_db = round(float(rng.uniform(-6, 0)), 2)
+        foreground[start : start + len(wave)] += wave * 10 ** (level_db / 20)
+        active[start : start + len(wave)] = True
+        events.append(
+            {"onset": round(start / sampling_rate, 4), "duration": round(duration, 4), "level_db": level_db, **voice}
+        )
 
-    # SNR compares the events with the background while events sound, not over the whole clip.
-    snr_db = float(rng.uniform(5, 20))
-    event_power = np.mean(foreground[active] ** 2) if active.any() else 1.0
+    # SNR compares the words with the background while they sound, not over the whole clip.
+    snr_db = float(rng.uniform(5, 25))
     background = _colored_noise(rng, n, exponent=rng.uniform(0.0, 1.5))
-    mix = foreground + background * np.sqrt(event_power / 10 ** (snr_db / 10))
+    mix = foreground + background * np.sqrt(np.mean(foreground[active] ** 2) / 10 ** (snr_db / 10))
     # Peak-normalize to a random level (recordings differ in loudness) that always leaves headroom.
     mix *= 10 ** (rng.uniform(-12, -1) / 20) / (np.max(np.abs(mix)) + 1e-12)
     meta = {
@@ -230,7 +210,7 @@ def synthesize_clip(
         "human_labels": [HUMAN_LABELS[sound_class]],
         "label": SOUND_EVENT_TYPES.index(sound_class),
         "snr_db": snr_db,
-        "events": events,
+        "events": sorted(events, key=lambda e: e["onset"]),
     }
     return mix.astype(np.float32), meta
 
@@ -249,7 +229,7 @@ def make_sound_events_dataset(
     num_proc: int | None = None,
     start_index: int = 0,
 ) -> Dataset:
-    """Build (or load from cache) the synthetic sound-events corpus as a `datasets.Dataset`.
+    """Build (or load from cache) the synthetic corpus (two-vowel words) as a `datasets.Dataset`.
 
     Clips `start_index .. start_index + num_clips - 1` are written as 16-bit WAV files into a folder named after a hash
     of the parameters under `cache_dir` (default: `default_cache_dir()`), and reused on later calls. The folder is

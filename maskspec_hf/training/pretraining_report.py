@@ -71,8 +71,8 @@ def describe_data(data_args: DataArguments, dataset=None) -> list[str]:
 
     if data_args.uses_builtin_data():
         return [
-            f"Built-in synthetic sound events (maskspec_hf.data.synthetic): {data_args.synthetic_num_clips} clips, "
-            f"seed {data_args.synthetic_seed}"
+            "Built-in synthetic corpus of two-vowel words (maskspec_hf.data.synthetic): "
+            f"{data_args.synthetic_num_clips} clips, seed {data_args.synthetic_seed}"
         ]
     if data_args.dataset_name and not is_local_path(data_args.dataset_name):
         config = data_args.dataset_config_name
