@@ -70,6 +70,12 @@ def parse_args(argv=None):
     parser.add_argument("--num_probe_test", type=int, default=400, help="Held-out labelled clips to score it on.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the corpus, the pre-training and the init.")
     parser.add_argument("--dataloader_num_workers", type=int, default=1)
+    parser.add_argument(
+        "--mixed_precision",
+        default="auto",
+        choices=("auto", "bf16", "no"),
+        help="auto: bf16 autocast where the CPU has bf16 units (AVX512-BF16/AMX), else fp32.",
+    )
     return parser.parse_args(argv)
 
 
@@ -103,7 +109,7 @@ def run_pretraining(args, output_dir: Path, steps: int, minutes: float) -> dict:
         max_train_minutes=round(minutes, 2),
         fit_schedule_to_time_limit=True,
         warmup_ratio=0.1,
-        mixed_precision="auto",
+        mixed_precision=args.mixed_precision,
         checkpointing_steps=max(1, steps // 2),
         checkpoints_total_limit=1,
         image_steps=max(1, steps // 2),
