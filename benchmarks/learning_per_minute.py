@@ -63,6 +63,12 @@ def parse_args(argv=None):
     parser.add_argument("--jobs", type=int, default=4, help="One-thread jobs run side by side.")
     parser.add_argument("--finetune_fraction", type=float, default=0.1)
     parser.add_argument("--finetune_steps", type=int, default=150)
+    parser.add_argument(
+        "--finetune_args",
+        default="",
+        help="Extra fine-tuning options for every start, pre-trained and scratch, as ssl_gain.py's --finetune_args "
+        "(a JSON object, e.g. '{\"layer_decay\": 0.75}').",
+    )
     parser.add_argument("--recipes", default="recipe,paper", help="Which pre-training recipes to run.")
     parser.add_argument("--stage", default="all", choices=["all", "pretrain"], help="'pretrain': stop after it.")
     parser.add_argument("--resume", action="store_true", help="Keep the results of jobs that already finished.")
@@ -169,13 +175,23 @@ def probe_job(job: dict) -> dict:
     return {**job, "scores": scores}
 
 
+def finetune_job_arguments(job: dict) -> argparse.Namespace:
+    """ssl_gain.py's arguments for a fine-tuning job: its steps, seed and extra fine-tuning options."""
+    import ssl_gain
+
+    return ssl_gain.parse_args(
+        ["--finetune_steps", str(job["finetune_steps"]), "--seed", str(job["seed"])]
+        + ["--finetune_args", job.get("finetune_args", "")]
+    )
+
+
 def finetune_job(job: dict) -> dict:
     """10 %-label fine-tuning (ssl_gain.py's short recipe) of one saved model, or from scratch, on both tasks."""
     import real_audio
     import soundfile
     import ssl_gain
 
-    args = ssl_gain.parse_args(["--finetune_steps", str(job["finetune_steps"]), "--seed", str(job["seed"])])
+    args = finetune_job_arguments(job)
     data_dir = Path(job["data_dir"])
     with open(data_dir / ".load.lock", "w") as lock:  # jobs side by side: one loads (and may cache) at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -289,13 +305,15 @@ def main(argv=None) -> dict:
             finetune_jobs.append({"kind": "finetune", "name": f"{run['name']}-{snapshot['cpu_minutes']:.1f}min",
                                   "run": run["name"], "seed": run["seed"], "model_dir": snapshot["dir"],
                                   "cpu_minutes": snapshot["cpu_minutes"], "fraction": args.finetune_fraction,
-                                  "finetune_steps": args.finetune_steps, "data_dir": str(data_dir),
+                                  "finetune_steps": args.finetune_steps, "finetune_args": args.finetune_args,
+                                  "data_dir": str(data_dir),
                                   "out_dir": str(out_dir / "finetune" / run["name"] / f"{snapshot['cpu_minutes']:.1f}")})  # fmt: skip
     for seed in [] if args.skip_finetune else seeds:
         recipe_run = next(r for r in runs if r["recipe"] == "recipe" and r["seed"] == seed)
         finetune_jobs.append({"kind": "finetune", "name": f"scratch-seed{seed}", "run": "scratch", "scratch": True,
                               "seed": seed, "model_dir": recipe_run["snapshots"][-1]["dir"], "cpu_minutes": 0.0,
                               "fraction": args.finetune_fraction, "finetune_steps": args.finetune_steps,
+                              "finetune_args": args.finetune_args,
                               "data_dir": str(data_dir), "out_dir": str(out_dir / "finetune" / f"scratch-seed{seed}")})  # fmt: skip
     finetunes = run_jobs(finetune_jobs, args.jobs, out_dir, args.resume)
 

@@ -50,6 +50,22 @@ def test_finetuning_arguments_are_accepted_by_the_finetuning_command(tmp_path, i
     assert recipe.mixup_alpha == 0 and recipe.patchout_ratio == 0 and recipe.layer_decay == 1.0
 
 
+def test_learning_per_minute_passes_its_finetune_args_to_every_finetuning_job(tmp_path):
+    import learning_per_minute
+
+    job = {"finetune_steps": 40, "seed": 1, "finetune_args": '{"layer_decay": 0.75}'}
+    args = learning_per_minute.finetune_job_arguments(job)
+    _, _, recipe, training_args = ssl_gain.finetuning_arguments(
+        args, "scratch", tmp_path, tmp_path / "data", tmp_path / "run", 1.0
+    )
+    assert recipe.layer_decay == 0.75 and training_args.max_steps == 40 and training_args.seed == 1
+    # Jobs recorded before the option have no such field: the script's recipe, layer decay off.
+    del job["finetune_args"]
+    args = learning_per_minute.finetune_job_arguments(job)
+    assert ssl_gain.finetuning_arguments(args, "scratch", tmp_path, tmp_path, tmp_path, 1.0)[2].layer_decay == 1.0
+    assert learning_per_minute.parse_args(["--finetune_args", "{}"]).finetune_args == "{}"
+
+
 def test_label_subset_is_stratified_and_reproducible():
     labels = [0] * 50 + [1] * 30 + [2] * 20
     dataset = datasets.Dataset.from_dict({"label": labels, "row": list(range(100))})
