@@ -2,13 +2,13 @@
 """A deterministic synthetic corpus of two-vowel "words" said by random speakers: the package's built-in data.
 
 A word is a vowel, a glide of its formants into a second vowel, and that vowel, voiced on a harmonic source (additive
-synthesis under a three-formant envelope). Every utterance has its own speaker: pitch (85-300 Hz, drifting, with
+synthesis under a three-formant envelope). Every clip has its own speaker: pitch (85-300 Hz, drifting, with
 vibrato), vocal-tract length (all formants scaled by 0.82-1.22) and speaking rate (0.8-1.25), so neither pitch nor
 formant frequencies are fixed per class. A clip holds two or three utterances of one word at random onsets and levels
 over coloured background noise. The 8 classes are 4 vowel pairs in both orders (a-i and i-a, ...): the two words of a
 pair are made of the same sounds for the same durations, so their average spectrum is the same, and only the order of
 the vowels, which way the formants glide, tells them apart. Time-frequency structure across 160 ms patches, and
-invariance to the speaker, are what masked-spectrogram pre-training learns and pooled spectra cannot show.
+invariance to the speaker, are what masked-spectrogram pre-training has to learn here and pooled spectra cannot show.
 
 The corpus is a real `datasets.Dataset` with an `Audio` column and AudioSet's columns (`video_id`, `audio`,
 `labels`, `human_labels`), so it runs through the same code path as AudioSet from the Hub, plus `label` (a
