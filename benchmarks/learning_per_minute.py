@@ -49,8 +49,8 @@ RECIPES = {
     "recipe-sdpa": ["--attn_implementation", "sdpa"],
 }
 TIMED_STEPS = range(3, 12)  # steps whose CPU time sizes the schedule (the first two pay for warm-up)
-# ... and it is sized again here on the average since then: the first steps ran 0.38-0.40 CPU-s on a quiet machine
-# and 0.53 beside the test suite, against 0.47-0.49 over whole runs, so one early fit missed the budget either way.
+# ... and it is sized again here on the average since then: steps 3-11 ran 0.38-0.40 CPU-s on a quiet machine (whole
+# quiet runs: 0.42-0.43) and 0.53 beside the test suite (that run: 0.47-0.49), so one early fit missed either way.
 REFIT_AT_STEP = 200
 
 
