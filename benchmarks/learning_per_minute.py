@@ -39,7 +39,11 @@ RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
 # ablation of the fitted normalization statistics, `recipe-constant-lr` that of the cosine's annealing (the learning
 # rate stays at its peak after the warm-up),
 # `recipe-batch32` that of the batch (twice the steps of half the clips), `recipe-sdpa` that of the attention kernel
-# (the model default instead of the recipe's eager one: the same maths, slower steps).
+# (the model default instead of the recipe's eager one: the same maths, slower steps); `recipe-reconstruct-all` that of
+# the partial reconstruction (every masked patch scored, not a quarter), `recipe-inverse-block`, `recipe-time-mask` and
+# `recipe-frequency-mask` those of the masking. Inverse block masking uses 3 x 3 blocks: the 26 visible patches of a
+# 2.08 s crop then form ~3 blocks, about as many per visible patch as EAT's 5 x 5 blocks of its 102 of 512.
+RECIPE_OVERRIDES = json.loads(RECIPE_FILE.read_text())["config_overrides"]
 RECIPES = {
     "recipe": [],
     "paper": ["--config_overrides", "", "--compute_normalization_stats", "0", "--attn_implementation", "sdpa"],
@@ -47,6 +51,16 @@ RECIPES = {
     "recipe-constant-lr": ["--lr_scheduler_type", "constant_with_warmup"],
     "recipe-batch32": ["--per_device_train_batch_size", "32"],
     "recipe-sdpa": ["--attn_implementation", "sdpa"],
+    "recipe-reconstruct-all": [
+        "--config_overrides",
+        RECIPE_OVERRIDES.replace("reconstruct_ratio=0.25", "reconstruct_ratio=1.0"),
+    ],
+    "recipe-inverse-block": [
+        "--config_overrides",
+        RECIPE_OVERRIDES + ",mask_strategy=inverse_block,mask_block_size=3",
+    ],
+    "recipe-time-mask": ["--config_overrides", RECIPE_OVERRIDES + ",mask_strategy=time"],
+    "recipe-frequency-mask": ["--config_overrides", RECIPE_OVERRIDES + ",mask_strategy=frequency"],
 }
 TIMED_STEPS = range(3, 12)  # steps whose CPU time sizes the schedule (the first two pay for warm-up)
 # ... and it is sized again here on the average since then: steps 3-11 ran 0.38-0.40 CPU-s on a quiet machine (whole

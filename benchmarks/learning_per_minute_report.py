@@ -16,6 +16,10 @@ LABELS = {
     "recipe-constant-lr": "tiny-cpu.json, constant LR",
     "recipe-batch32": "tiny-cpu.json, batch 32",
     "recipe-sdpa": "tiny-cpu.json, SDPA attention",
+    "recipe-reconstruct-all": "tiny-cpu.json, every masked patch reconstructed",
+    "recipe-inverse-block": "tiny-cpu.json, inverse block mask (3 x 3)",
+    "recipe-time-mask": "tiny-cpu.json, time mask",
+    "recipe-frequency-mask": "tiny-cpu.json, frequency mask",
 }
 
 
@@ -123,7 +127,18 @@ def plot(results: dict, path: Path) -> None:
 
     curves, random = _curves(results), _random_scores(results)
     fig, axes = plt.subplots(1, len(TASKS) * len(READOUTS), figsize=(4.2 * len(TASKS) * len(READOUTS), 3.6))
-    palette = ("tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    palette = (
+        "tab:orange",
+        "tab:blue",
+        "tab:green",
+        "tab:red",
+        "tab:purple",
+        "tab:brown",
+        "tab:pink",
+        "tab:gray",
+        "tab:olive",
+        "tab:cyan",
+    )
     colors = dict(zip(LABELS, palette))  # one colour per recipe, the same in every figure
     for ax, (task, readout) in zip(axes, [(t, r) for t in TASKS for r in READOUTS]):
         key = f"{task}/{readout}"

@@ -126,3 +126,34 @@ def test_targets_are_judged_against_both_baselines():
     table = ssl_gain.markdown(good)
     assert "| keywords | 0.100 | 0.500 | 0.400 | **0.710** | 0.550 | **0.710** |" in table
     assert "| keywords | 0.300 | **0.410** | 0.600 | **0.650** |" in table
+
+
+# What each ablation of learning_per_minute.py changes in the shipped recipe's model config, and nothing else.
+ABLATION_CONFIG_CHANGES = {
+    "recipe-reconstruct-all": {"decoder_reconstruct_ratio": 1.0},
+    "recipe-inverse-block": {"mask_strategy": "inverse_block", "mask_block_size": 3},
+    "recipe-time-mask": {"mask_strategy": "time"},
+    "recipe-frequency-mask": {"mask_strategy": "frequency"},
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(ABLATION_CONFIG_CHANGES))
+def test_learning_per_minute_ablation_changes_only_its_own_config_fields(recipe):
+    import learning_per_minute
+
+    from maskspec_hf.cli import parse_command_line
+    from maskspec_hf.data.arguments import DataArguments
+    from maskspec_hf.loading import ModelArguments, load_config
+    from maskspec_hf.training.pretraining_arguments import PretrainingArguments
+
+    def config_of(name):
+        argv = [str(learning_per_minute.RECIPE_FILE), "--data_dir", "x", "--output_dir", "y"]
+        model_args = parse_command_line(
+            (ModelArguments, DataArguments, PretrainingArguments), argv + learning_per_minute.RECIPES[name]
+        )[0]
+        return load_config(model_args.model_name_or_path, None, model_args.config_overrides).to_dict()
+
+    shipped, ablation = config_of("recipe"), config_of(recipe)
+    changed = {key: value for key, value in ablation.items() if shipped.get(key) != value}
+    assert changed == ABLATION_CONFIG_CHANGES[recipe]
+    assert shipped["decoder_type"] == "cross_attention" and shipped["mask_strategy"] == "random"
