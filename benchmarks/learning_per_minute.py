@@ -43,6 +43,7 @@ RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
 # the partial reconstruction (every masked patch scored, not a quarter), `recipe-inverse-block`, `recipe-time-mask` and
 # `recipe-frequency-mask` those of the masking. Inverse block masking uses 3 x 3 blocks: the 26 visible patches of a
 # 2.08 s crop then form ~3 blocks, about as many per visible patch as EAT's 5 x 5 blocks of its 102 of 512.
+# The ablations append to the recipe's own overrides: a key given twice takes its last value.
 RECIPE_OVERRIDES = json.loads(RECIPE_FILE.read_text())["config_overrides"]
 RECIPES = {
     "recipe": [],
@@ -51,10 +52,7 @@ RECIPES = {
     "recipe-constant-lr": ["--lr_scheduler_type", "constant_with_warmup"],
     "recipe-batch32": ["--per_device_train_batch_size", "32"],
     "recipe-sdpa": ["--attn_implementation", "sdpa"],
-    "recipe-reconstruct-all": [
-        "--config_overrides",
-        RECIPE_OVERRIDES.replace("reconstruct_ratio=0.25", "reconstruct_ratio=1.0"),
-    ],
+    "recipe-reconstruct-all": ["--config_overrides", RECIPE_OVERRIDES + ",decoder_reconstruct_ratio=1.0"],
     "recipe-inverse-block": [
         "--config_overrides",
         RECIPE_OVERRIDES + ",mask_strategy=inverse_block,mask_block_size=3",
