@@ -81,12 +81,32 @@ def markdown(results: dict) -> str:
     runs = {run["name"]: run for run in results["runs"]}
     for job in results["finetunes"]:
         label = "scratch" if job["run"] == "scratch" else LABELS[runs[job["run"]]["recipe"]]
-        key = (label, round(job["cpu_minutes"] * 2) / 2)  # seeds of one mark differ by a few CPU-seconds
+        # One row per (recipe, snapshot mark) over seeds: a run that ends before its budget saves its last mark
+        # at its own CPU-minutes, so the seeds of one mark can differ by more than a few CPU-seconds.
+        key = (label, "" if job["run"] == "scratch" else _mark(job))
+        group = groups.setdefault(key, {"cpu": []})
+        group["cpu"].append(job["cpu_minutes"])
         for task in TASKS:
-            groups.setdefault(key, {}).setdefault(task, []).append(job["scores"][task])
-    for (label, minutes), scores in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
-        lines.append(f"| {label} | {minutes:g} | " + " | ".join(_spread(scores[t]) for t in TASKS) + " |")
+            group.setdefault(task, []).append(job["scores"][task])
+    for (label, _), scores in sorted(groups.items(), key=lambda item: (statistics.mean(item[1]["cpu"]), item[0][0])):
+        minutes = statistics.mean(scores["cpu"])
+        lines.append(f"| {label} | {minutes:.1f} | " + " | ".join(_spread(scores[t]) for t in TASKS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _mark(job: dict) -> str:
+    """The snapshot a fine-tuning job started from, by its mark (`cpu-24min`, `step-100`): the same across seeds."""
+    return Path(job["model_dir"]).name
+
+
+def _finetunes_of_final_recipe(results: dict) -> list[dict]:
+    """The fine-tuning jobs that started from each recipe run's last snapshot."""
+    runs = {run["name"]: run for run in results["runs"]}
+    return [
+        j for j in results["finetunes"]
+        if j["run"] != "scratch" and runs[j["run"]]["recipe"] == "recipe"
+        and j["model_dir"] == runs[j["run"]]["snapshots"][-1]["dir"]
+    ]  # fmt: skip
 
 
 def targets(results: dict) -> list[str]:
@@ -99,17 +119,10 @@ def targets(results: dict) -> list[str]:
             gain = 100 * (statistics.mean(final[f"{task}/{readout}"]) - statistics.mean(random[f"{task}/{readout}"]))
             out.append(f"{task}, probe ({readout}): recipe {gain:+.1f} points vs random init (target +{needed:g}): "
                        f"{'met' if gain >= needed else 'MISSED'}")  # fmt: skip
-    runs = {run["name"]: run for run in results["runs"]}
     if not results["finetunes"]:
         return out
     scratch = [j for j in results["finetunes"] if j["run"] == "scratch"]
-    last = max(
-        j["cpu_minutes"]
-        for j in results["finetunes"]
-        if j["run"] != "scratch" and runs[j["run"]]["recipe"] == "recipe"
-    )
-    recipe = [j for j in results["finetunes"] if j["run"] != "scratch" and runs[j["run"]]["recipe"] == "recipe"
-              and abs(j["cpu_minutes"] - last) < 1.0]  # fmt: skip
+    recipe = _finetunes_of_final_recipe(results)
     for task in TASKS:
         gain = 100 * (
             statistics.mean(j["scores"][task] for j in recipe) - statistics.mean(j["scores"][task] for j in scratch)

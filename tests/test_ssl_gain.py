@@ -157,3 +157,39 @@ def test_learning_per_minute_ablation_changes_only_its_own_config_fields(recipe)
     changed = {key: value for key, value in ablation.items() if shipped.get(key) != value}
     assert changed == ABLATION_CONFIG_CHANGES[recipe]
     assert shipped["decoder_type"] == "cross_attention" and shipped["mask_strategy"] == "random"
+
+
+def _lpm_results(ends: dict) -> dict:
+    """learning_per_minute's results for runs whose last snapshot (`cpu-24min`) came at `ends[name]` CPU-minutes."""
+    runs, finetunes = [], []
+    for name, (recipe, seed, minutes, scores) in ends.items():
+        snapshot = {"dir": f"out/pretrain/{name}/cpu-24min", "step": 100, "cpu_minutes": minutes}
+        runs.append({"name": name, "recipe": recipe, "seed": seed, "snapshots": [snapshot]})
+        finetunes.append({"run": name, "model_dir": snapshot["dir"], "cpu_minutes": minutes, "scores": scores})
+    for seed, score in ((0, 0.25), (1, 0.35)):
+        finetunes.append({"run": "scratch", "model_dir": f"out/pretrain/recipe-seed{seed}/cpu-24min",
+                          "cpu_minutes": 0.0, "scores": {"keywords": score, "instruments": score}})  # fmt: skip
+    random_scores = {f"{t}/{r}": 0.3 for t in ("keywords", "instruments") for r in ("mean", "freq-concat")}
+    probes = [{"run": "random", "model_dir": "", "scores": random_scores}]
+    for run in runs:
+        probes.append({"run": run["name"], "model_dir": run["snapshots"][0]["dir"], "scores": random_scores})
+    return {"runs": runs, "probes": probes, "finetunes": finetunes}
+
+
+def test_learning_per_minute_report_averages_the_seeds_of_a_run_that_ended_early():
+    # Seeds whose schedules ended 1.4 CPU-minutes apart (a machine that sped up after the schedule was sized) are
+    # one row, and both count towards the fine-tuning target, as seeds that ended together do.
+    import learning_per_minute_report as report
+
+    results = _lpm_results({
+        "recipe-seed0": ("recipe", 0, 20.1, {"keywords": 0.40, "instruments": 0.30}),
+        "recipe-seed1": ("recipe", 1, 21.5, {"keywords": 0.50, "instruments": 0.20}),
+        "recipe-time-mask-seed0": ("recipe-time-mask", 0, 24.0, {"keywords": 0.6, "instruments": 0.6}),
+    })  # fmt: skip
+    table = report.markdown(results)
+    assert "| tiny-cpu.json | 20.8 | 45.0 (40.0 / 50.0) | 25.0 (30.0 / 20.0) |" in table
+    assert "| scratch | 0.0 | 30.0 (25.0 / 35.0) | 30.0 (25.0 / 35.0) |" in table
+    assert "| tiny-cpu.json, time mask | 24.0 | 60.0 | 60.0 |" in table
+    lines = report.targets(results)
+    assert "keywords, fine-tuning at 10 % labels: recipe +15.0 points vs scratch (target +5): met" in lines
+    assert "instruments, fine-tuning at 10 % labels: recipe -5.0 points vs scratch (target +5): MISSED" in lines
