@@ -81,9 +81,9 @@ def markdown(results: dict) -> str:
     runs = {run["name"]: run for run in results["runs"]}
     for job in results["finetunes"]:
         label = "scratch" if job["run"] == "scratch" else LABELS[runs[job["run"]]["recipe"]]
-        # One row per (recipe, snapshot mark) over seeds: a run that ends before its budget saves its last mark
-        # at its own CPU-minutes, so the seeds of one mark can differ by more than a few CPU-seconds.
-        key = (label, "" if job["run"] == "scratch" else _mark(job))
+        # One row per (start, snapshot mark: `cpu-24min`, `step-100`) over seeds: a run that ends before its budget
+        # saves its last mark at its own CPU-minutes, so the seeds of one mark can differ by more than CPU-seconds.
+        key = (label, Path(job["model_dir"]).name)
         group = groups.setdefault(key, {"cpu": []})
         group["cpu"].append(job["cpu_minutes"])
         for task in TASKS:
@@ -92,11 +92,6 @@ def markdown(results: dict) -> str:
         minutes = statistics.mean(scores["cpu"])
         lines.append(f"| {label} | {minutes:.1f} | " + " | ".join(_spread(scores[t]) for t in TASKS) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _mark(job: dict) -> str:
-    """The snapshot a fine-tuning job started from, by its mark (`cpu-24min`, `step-100`): the same across seeds."""
-    return Path(job["model_dir"]).name
 
 
 def _finetunes_of_final_recipe(results: dict) -> list[dict]:
