@@ -20,6 +20,8 @@ LABELS = {
     "recipe-inverse-block": "tiny-cpu.json, inverse block mask (3 x 3)",
     "recipe-time-mask": "tiny-cpu.json, time mask",
     "recipe-frequency-mask": "tiny-cpu.json, frequency mask",
+    "recipe-decoder4": "tiny-cpu.json, 4 decoder blocks",
+    "recipe-decoder8": "tiny-cpu.json, 8 decoder blocks",
 }
 
 
@@ -146,6 +148,8 @@ def plot(results: dict, path: Path) -> None:
         "tab:gray",
         "tab:olive",
         "tab:cyan",
+        "black",
+        "goldenrod",
     )
     colors = dict(zip(LABELS, palette))  # one colour per recipe, the same in every figure
     for ax, (task, readout) in zip(axes, [(t, r) for t in TASKS for r in READOUTS]):
@@ -169,9 +173,10 @@ def plot(results: dict, path: Path) -> None:
 def write_report(results: dict, out_dir: Path) -> str:
     lines = []
     for run in results["runs"]:
-        steps = run["total_steps"]
+        steps = run["history"][-1]["step"] if run["history"] else 0
         cpu = run["history"][-1]["cpu_seconds"] / 60 if run["history"] else 0.0
-        lines.append(f"- {run['name']}: {steps} steps in {cpu:.1f} CPU-minutes ({60 * cpu / max(steps, 1):.2f} "
+        cut = f" (stopped at the budget, of {run['total_steps']} scheduled)" if steps < run["total_steps"] else ""
+        lines.append(f"- {run['name']}: {steps} steps{cut} in {cpu:.1f} CPU-minutes ({60 * cpu / max(steps, 1):.2f} "
                      f"CPU-s/step); {run['normalization']}")  # fmt: skip
     report = (
         "Runs:\n\n"

@@ -69,7 +69,12 @@ def parse_args(argv=None):
     parser.add_argument("--num_probe_train", type=int, default=600, help="Labelled clips to train the probe on.")
     parser.add_argument("--num_probe_test", type=int, default=400, help="Held-out labelled clips to score it on.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the corpus, the pre-training and the init.")
-    parser.add_argument("--dataloader_num_workers", type=int, default=1)
+    parser.add_argument(
+        "--dataloader_num_workers",
+        type=int,
+        default=RECIPE_OPTIONS["dataloader_num_workers"],
+        help=f"DataLoader worker processes (default: {RECIPE.name}'s; on 2 cores a worker slows the step down).",
+    )
     parser.add_argument(
         "--mixed_precision",
         default="auto",

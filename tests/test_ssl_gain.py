@@ -134,6 +134,8 @@ ABLATION_CONFIG_CHANGES = {
     "recipe-inverse-block": {"mask_strategy": "inverse_block", "mask_block_size": 3},
     "recipe-time-mask": {"mask_strategy": "time"},
     "recipe-frequency-mask": {"mask_strategy": "frequency"},
+    "recipe-decoder4": {"decoder_num_hidden_layers": 4},
+    "recipe-decoder8": {"decoder_num_hidden_layers": 8},
 }
 
 
@@ -193,3 +195,28 @@ def test_learning_per_minute_report_averages_the_seeds_of_a_run_that_ended_early
     lines = report.targets(results)
     assert "keywords, fine-tuning at 10 % labels: recipe +15.0 points vs scratch (target +5): met" in lines
     assert "instruments, fine-tuning at 10 % labels: recipe -5.0 points vs scratch (target +5): MISSED" in lines
+
+
+def test_learning_per_minute_pretraining_stops_once_its_last_snapshot_is_saved(tmp_path, monkeypatch):
+    # A machine slower than the early steps suggested reaches the CPU budget before the schedule's end: the snapshot
+    # at the budget is the run's result, and the job stops there instead of training on to the schedule's end.
+    import learning_per_minute
+    from accelerate.state import AcceleratorState, GradientState
+    from audioset_fixture import write_audiofolder
+
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text('{"model_type": "maskspec", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,'
+                    ' "intermediate_size": 64, "decoder_hidden_size": 32, "decoder_num_attention_heads": 2,'
+                    ' "decoder_intermediate_size": 64}')  # fmt: skip
+    small = ["--config_name", str(tiny), "--per_device_train_batch_size", "2", "--mixed_precision", "no"]
+    monkeypatch.setitem(learning_per_minute.RECIPES, "small", small)
+    job = {"name": "small-seed0", "recipe": "small", "seed": 0, "cpu_minutes": 0.0001, "eval_cpu_minutes": [0.0001],
+           "eval_steps": [], "corpus": str(write_audiofolder(tmp_path / "corpus", 4)), "out_dir": str(tmp_path / "run")}  # fmt: skip
+    try:
+        result = learning_per_minute.pretrain_job(job)
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+    (snapshot,) = result["snapshots"]
+    assert Path(snapshot["dir"], "config.json").is_file() and snapshot["cpu_minutes"] >= 0.0001
+    assert result["history"][-1]["step"] == snapshot["step"] < result["total_steps"]
