@@ -735,3 +735,23 @@ def test_a_step_whose_clips_were_all_skipped_does_not_train_and_resumes_exactly(
     for expected_record, got in zip(log, read_log(resumed_dir)):
         assert got["loss"] == pytest.approx(expected_record["loss"], abs=1e-5), got["step"]
         assert got["skipped_steps"] == expected_record["skipped_steps"]
+
+
+def test_the_number_of_dataloader_workers_changes_no_batch(workdir):
+    # tiny-cpu.json reads its data in-process (0 workers) because that is faster on 2 cores; the run must be the
+    # one it would be with workers: the same clips, crops and masks at every step, hence the same losses.
+    from accelerate.state import AcceleratorState, GradientState
+
+    logs = {}
+    for workers in ("0", "2"):
+        out = workdir / f"workers-{workers}"
+        args = common_args(workdir) + ["--dataloader_num_workers", workers, "--checkpointing_steps", "0"]
+        main(args + ["--image_steps", "0", "--report_to", "none", "--log_clip_ids", "--output_dir", str(out)])
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        logs[workers] = read_log(out), (out / "logs" / "clip_ids.rank0.jsonl").read_text()
+    (log_0, ids_0), (log_2, ids_2) = logs["0"], logs["2"]
+    assert len(log_0) == STEPS and ids_0 == ids_2
+    for without, with_workers in zip(log_0, log_2):
+        assert with_workers["loss"] == pytest.approx(without["loss"], abs=1e-6), without["step"]
+        assert with_workers["skipped"] == without["skipped"]
