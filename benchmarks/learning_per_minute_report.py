@@ -137,21 +137,9 @@ def plot(results: dict, path: Path) -> None:
 
     curves, random = _curves(results), _random_scores(results)
     fig, axes = plt.subplots(1, len(TASKS) * len(READOUTS), figsize=(4.2 * len(TASKS) * len(READOUTS), 3.6))
-    palette = (
-        "tab:orange",
-        "tab:blue",
-        "tab:green",
-        "tab:red",
-        "tab:purple",
-        "tab:brown",
-        "tab:pink",
-        "tab:gray",
-        "tab:olive",
-        "tab:cyan",
-        "black",
-        "goldenrod",
-    )
-    colors = dict(zip(LABELS, palette))  # one colour per recipe, the same in every figure
+    # One colour per recipe, the same in every figure (18 distinct ones: tab10's, then Dark2's).
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+    colors = dict(zip(LABELS, palette, strict=False))
     for ax, (task, readout) in zip(axes, [(t, r) for t in TASKS for r in READOUTS]):
         key = f"{task}/{readout}"
         for recipe, points in curves.items():
