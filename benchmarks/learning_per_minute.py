@@ -46,7 +46,8 @@ RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
 # `recipe-decoder4` and `recipe-decoder8` test the decoder's depth (2 blocks in the recipe): MAE (He et al. 2022,
 # table 1a) probes linearly 3.5 points better with 8 blocks than with 2 at equal epochs, as a deeper decoder takes
 # over the reconstruction's low-level work from the encoder's last blocks; here each block costs steps.
-# The ablations append to the recipe's own overrides: a key given twice takes its last value.
+# `recipe-no-cache` decodes and featurizes every crop instead of cutting it from whole-clip spectrograms held in
+# memory (--feature_cache_gb). The ablations append to the recipe's own overrides: a key given twice takes its last value.
 RECIPE_OVERRIDES = json.loads(RECIPE_FILE.read_text())["config_overrides"]
 RECIPES = {
     "recipe": [],
@@ -64,6 +65,7 @@ RECIPES = {
     "recipe-frequency-mask": ["--config_overrides", RECIPE_OVERRIDES + ",mask_strategy=frequency"],
     "recipe-decoder4": ["--config_overrides", RECIPE_OVERRIDES + ",decoder_num_hidden_layers=4"],
     "recipe-decoder8": ["--config_overrides", RECIPE_OVERRIDES + ",decoder_num_hidden_layers=8"],
+    "recipe-no-cache": ["--feature_cache_gb", "0"],
 }
 TIMED_STEPS = range(3, 12)  # steps whose CPU time sizes the schedule (the first two pay for warm-up)
 # ... and it is sized again here on the average since then: steps 3-11 ran 0.38-0.40 CPU-s on a quiet machine (whole

@@ -22,6 +22,7 @@ LABELS = {
     "recipe-frequency-mask": "tiny-cpu.json, frequency mask",
     "recipe-decoder4": "tiny-cpu.json, 4 decoder blocks",
     "recipe-decoder8": "tiny-cpu.json, 8 decoder blocks",
+    "recipe-no-cache": "tiny-cpu.json, every crop decoded (no spectrogram cache)",
 }
 
 

@@ -70,3 +70,5 @@ def test_a_bad_argument_exits_non_zero_with_the_message(script, tmp_path):
     assert "Traceback" not in result.stderr
     result = run(script, tmp_path, "--config_overrides", "hidden_sise=64")
     assert result.returncode == 2 and "'hidden_sise' is not a MaskSpecConfig field" in result.stderr
+    result = run(script, tmp_path, "--feature_cache_gb", "1", "--dataloader_num_workers", "2")
+    assert result.returncode == 2 and "--feature_cache_gb keeps spectrograms in the training process" in result.stderr

@@ -20,9 +20,11 @@ from datasets.distributed import split_dataset_by_node
 
 from maskspec_hf import MaskSpecFeatureExtractor
 from maskspec_hf.audio import decode_audio
-from maskspec_hf.data.batching import MapStyleBatches, SpectrogramCollator, StreamingBatches, epoch_indices
+from maskspec_hf.data.batching import MapStyleBatches, SpectrogramCollator, epoch_indices
 from maskspec_hf.data.clips import ClipProcessor, first_valid_clip, min_samples_for_one_patch
 from maskspec_hf.data.loading import EmptySplitError, load_audio_dataset, prepare_audio_dataset, require_rows
+from maskspec_hf.data.spectrogram_cache import SpectrogramCache, estimated_spectrogram_bytes
+from maskspec_hf.data.streaming_batches import StreamingBatches
 
 
 SR = 32000
@@ -185,12 +187,14 @@ def test_epoch_indices_split_rows_between_processes():
     assert not np.array_equal(parts[0], epoch_indices(103, epoch=1, seed=1, rank=0, world_size=4))
 
 
-def test_map_style_batches_resume_exactly(parquet_file, extractor):
+@pytest.mark.parametrize("cached", [False, True], ids=["decoded-crops", "spectrogram-cache"])
+def test_map_style_batches_resume_exactly(parquet_file, extractor, cached):
     dataset, _ = prepare_audio_dataset(load_audio_dataset(data_files=[str(parquet_file)]))
     collator = SpectrogramCollator(extractor, 100, patch_size=16)
 
-    def batches():
-        return MapStyleBatches(dataset, make_processor(), collator, batch_size=3, seed=0, num_workers=0)
+    def batches():  # a resumed run starts with an empty cache
+        cache = SpectrogramCache(extractor, make_processor(), 100, max_bytes=2**30) if cached else None
+        return MapStyleBatches(dataset, make_processor(), collator, batch_size=3, seed=0, num_workers=0, cache=cache)
 
     straight = batches()
     reference = [straight.next_batch() for _ in range(7)]  # 12 rows / 3 = 4 batches per epoch: crosses an epoch
@@ -205,6 +209,54 @@ def test_map_style_batches_resume_exactly(parquet_file, extractor):
         torch.testing.assert_close(got["input_values"], expected["input_values"])
         torch.testing.assert_close(got["noise"], expected["noise"])
     assert sum(len(b["skipped"]) for b in reference[:4]) == len(BAD_IDS)  # each bad clip once per epoch
+
+
+def test_cached_crops_are_frames_of_the_whole_clip_spectrogram_whatever_the_cache_holds(parquet_file, extractor):
+    dataset, _ = prepare_audio_dataset(load_audio_dataset(data_files=[str(parquet_file)]))
+    collator = SpectrogramCollator(extractor, 100, patch_size=16)
+    caches = {"all": SpectrogramCache(extractor, make_processor(), 100, 2**30)}
+    # Nothing fits in "none": every visit featurizes the clip again.
+    caches["none"] = SpectrogramCache(extractor, make_processor(), 100, max_bytes=0)
+    runs = {}
+    for name, cache in caches.items():
+        batches = MapStyleBatches(dataset, make_processor(), collator, 3, seed=0, num_workers=0, cache=cache)
+        runs[name] = [batches.next_batch() for _ in range(8)]  # 4 batches per epoch: two epochs
+    for held, recomputed in zip(runs["all"], runs["none"]):
+        assert held["ids"] == recomputed["ids"] and held["skipped"] == recomputed["skipped"]
+        assert torch.equal(held["input_values"], recomputed["input_values"])
+        assert torch.equal(held["attention_mask"], recomputed["attention_mask"])
+        assert torch.equal(held["noise"], recomputed["noise"])
+    rows = len(dataset)
+    assert caches["all"].decoded == rows and len(caches["all"].entries) == rows  # each clip once, bad ones too
+    # Without room, the good clips are featurized at each visit; the bad ones' skip records are still held.
+    assert caches["none"].decoded == rows + NUM_GOOD and caches["none"].held_bytes == 0
+    for epoch in (runs["all"][:4], runs["all"][4:]):  # a bad clip is skipped and counted at every visit
+        assert sorted(r for b in epoch for _, r, _ in b["skipped"]) == sorted(BAD_IDS.values())
+
+    # Each crop is 100 consecutive frames of the extractor's own spectrogram of the whole clip (float16), a
+    # shorter clip whole and padded; crops differ between epochs.
+    by_id = {row["video_id"]: row for row in dataset}
+    starts = {}
+    for batch in runs["all"]:
+        for i, clip_id in enumerate(batch["ids"]):
+            whole = decode_audio(by_id[clip_id]["audio"], SR)
+            full = extractor(whole, sampling_rate=SR, return_tensors="pt")["input_values"][0].half().float()
+            frames = int(batch["attention_mask"][i].sum())
+            assert frames == min(100, full.shape[0])
+            crop = batch["input_values"][i, :frames]
+            matches = [s for s in range(full.shape[0] - frames + 1) if torch.equal(full[s : s + frames], crop)]
+            assert matches, clip_id
+            assert (batch["input_values"][i, frames:] == extractor.padding_value).all()
+            starts.setdefault(clip_id, set()).add(matches[0])
+    assert any(len(s) > 1 for s in starts.values())
+
+
+def test_the_cache_size_estimate_follows_the_clip_lengths(parquet_file, extractor):
+    dataset, _ = prepare_audio_dataset(load_audio_dataset(data_files=[str(parquet_file)]))
+    estimate = estimated_spectrogram_bytes(dataset, make_processor(), extractor, seed=0)
+    good = [decode_audio(row["audio"], SR) for row in dataset if row["video_id"] not in BAD_IDS]
+    frames = sum(extractor.frames_for_samples(w.size) for w in good)  # bad clips count as empty
+    assert estimate == pytest.approx(frames * extractor.feature_size * 2)
 
 
 def _stream_ids(stream, num_batches):

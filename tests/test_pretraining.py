@@ -755,3 +755,47 @@ def test_the_number_of_dataloader_workers_changes_no_batch(workdir):
     for without, with_workers in zip(log_0, log_2):
         assert with_workers["loss"] == pytest.approx(without["loss"], abs=1e-6), without["step"]
         assert with_workers["skipped"] == without["skipped"]
+
+
+def test_a_run_from_the_spectrogram_cache_reads_the_same_clips_and_resumes_exactly(workdir, tmp_path):
+    # tiny-cpu.json keeps whole-clip spectrograms in memory (--feature_cache_gb). The run reads the rows in the
+    # order it would without the cache (only the crops' positions differ: they start on a frame), and a run resumed
+    # with an empty cache repeats the uninterrupted one.
+    steps = 8  # 3 batches of 4 per epoch (12 rows, 4 of them broken): the run crosses two epochs
+    args = [
+        "--config_name", str(workdir / "tiny.json"),
+        "--data_files", str(workdir / "audioset" / "balanced_train.parquet"),
+        "--cache_dir", str(workdir / "hf_cache"),
+        "--max_length_seconds", "1",
+        "--per_device_train_batch_size", "4",
+        "--max_steps", str(steps),
+        "--learning_rate", "0.05",
+        "--warmup_steps", "2",
+        "--checkpointing_steps", "3",
+        "--log_clip_ids",
+        *QUIET_RUN[:2], *QUIET_RUN[4:],
+        "--seed", "5",
+    ]  # fmt: skip
+    cached_dir, decoded_dir = tmp_path / "cached", tmp_path / "decoded"
+    summary = main(args + ["--feature_cache_gb", "1", "--output_dir", str(cached_dir)])
+    assert summary["spectrogram_cache"].startswith("8 clips' spectrograms held")
+    assert summary["spectrogram_cache"].endswith("; 12 clips decoded whole")  # each row once, the 4 broken ones too
+    reset_accelerate()
+    decoded = main(args + ["--output_dir", str(decoded_dir)])
+    assert decoded["spectrogram_cache"] is None
+    ids = {d: (d / "logs" / "clip_ids.rank0.jsonl").read_text() for d in (cached_dir, decoded_dir)}
+    assert ids[cached_dir] == ids[decoded_dir]
+    assert summary["skipped_clips"] == decoded["skipped_clips"] and sum(summary["skipped_clips"].values()) > 4
+    log = read_log(cached_dir)
+    assert [r["skipped"] for r in log] == [r["skipped"] for r in read_log(decoded_dir)]
+
+    reset_accelerate()
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(cached_dir, resumed_dir)
+    shutil.rmtree(resumed_dir / "final")
+    checkpoint = resumed_dir / "checkpoints" / "step-3"
+    resumed = main(args + ["--feature_cache_gb", "1", "--output_dir", str(resumed_dir), "--resume_from_checkpoint",
+                           str(checkpoint)])  # fmt: skip
+    assert resumed["final_loss"] == pytest.approx(summary["final_loss"], abs=1e-5)
+    for expected, got in zip(log, read_log(resumed_dir)):
+        assert got["loss"] == pytest.approx(expected["loss"], abs=1e-5), got["step"]

@@ -95,6 +95,9 @@ def test_the_cpu_recipe_runs_with_the_installed_script_and_anneals_by_its_fitted
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--fit_schedule_to_time_limit: 9 timed steps" in result.stderr
     assert "Normalization: mean=" in result.stderr and "(fitted on 8 training clips)" in result.stderr
+    # The recipe's spectrogram cache holds the 8 clips, filled before the first (timed) step.
+    assert "each clip is featurized whole once" in result.stderr
+    assert "Spectrogram cache: 8 clips' spectrograms held" in result.stderr
     summary = json.loads((out / "train_results.json").read_text())
     assert summary["step"] == summary["total_steps"] == 30
     assert summary["mixed_precision"] == resolve_mixed_precision("auto", has_accelerator=False)

@@ -4,12 +4,13 @@
 - `loading`: the one front door to datasets (Hub, local folders and files, `save_to_disk`, streaming, built-in data)
   and the train/eval splits of fine-tuning and probing;
 - `clips`: one row -> one clip (decoded by `maskspec_hf.audio`, cropped), or a record of why it was skipped;
-- `batching`: clips -> features, in resumable map-style or streaming batches for each process of a run;
+- `spectrogram_cache`: whole-clip spectrograms kept in memory, crops cut from them (`--feature_cache_gb`);
+- `batching`, `streaming_batches`: clips -> features, in resumable map-style or streaming batches for each process;
 - `labels`, `classification`: label spaces and the clip dataset of fine-tuning; `synthetic`: the built-in corpus.
 """
 
 from .arguments import DataArguments
-from .batching import MapStyleBatches, SpectrogramCollator, StreamingBatches, epoch_indices
+from .batching import MapStyleBatches, SpectrogramCollator, epoch_indices
 from .clips import (
     ClipProcessor,
     clip_name,
@@ -30,6 +31,7 @@ from .loading import (
     prepare_audio_dataset,
     require_rows,
 )
+from .streaming_batches import StreamingBatches
 
 
 __all__ = [

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..audio import ClipError, check_waveform, decode_audio_window
+from ..audio import ClipError, check_waveform, decode_audio, decode_audio_window
 
 
 logger = logging.getLogger(__name__)
@@ -68,13 +68,24 @@ class ClipProcessor:
         self.random_crop = random_crop
 
     def __call__(self, row: Mapping, key: Sequence[int]) -> dict:
+        return self._clip(row, key, whole=False)
+
+    def whole_clip(self, row: Mapping, key: Sequence[int]) -> dict:
+        """As `__call__`, with the whole clip decoded and checked instead of a crop (for `SpectrogramCache`)."""
+        return self._clip(row, key, whole=True)
+
+    def _clip(self, row: Mapping, key: Sequence[int], whole: bool) -> dict:
         key = tuple(int(k) for k in key)
         clip_id = row.get(self.id_column) if self.id_column is not None else None
         name = clip_name(row.get(self.audio_column), clip_id, fallback=f"row {key}")
         try:
-            # Only the crop is decoded where the format allows it (see `decode_audio_window`), and only it is checked.
-            rng = clip_rng(self.seed, 0, *key) if self.random_crop else None
-            wave = decode_audio_window(row[self.audio_column], self.sampling_rate, self.num_samples, rng)
+            if whole:
+                wave = decode_audio(row[self.audio_column], self.sampling_rate)
+            else:
+                # Only the crop is decoded where the format allows it (see `decode_audio_window`), and only it is
+                # checked.
+                rng = clip_rng(self.seed, 0, *key) if self.random_crop else None
+                wave = decode_audio_window(row[self.audio_column], self.sampling_rate, self.num_samples, rng)
             check_waveform(wave, self.min_samples)
         except ClipError as err:
             logger.warning(f"Skipping clip {name}: {err.reason} ({err})")

@@ -78,6 +78,11 @@ def train(run: PretrainingRun, on_step=None) -> None:
     run.dummy = DummyBatch(run.num_frames, run.config.num_mel_bins, run.num_patches)
     run.model.train()
     state.last_time = state.started = time.perf_counter()
+    if run.spectrogram_cache is not None:  # inside the time limit: filling it is part of the run's cost
+        run.batches.fill_cache(show_progress=run.is_main)
+        if run.is_main:
+            logger.info(f"Spectrogram cache: {run.spectrogram_cache.describe()}")
+        state.last_time = time.perf_counter()
     while state.step < run.total_steps:
         record = train_step(run)
         if record is None:
@@ -294,6 +299,7 @@ def finish_run(run: PretrainingRun) -> dict:
         "total_steps": run.total_steps,
         "schedule_fitted_to_time_limit": run.args.fit_schedule_to_time_limit,
         "normalization": run.normalization,
+        "spectrogram_cache": run.spectrogram_cache.describe() if run.spectrogram_cache is not None else None,
         "stopped_by_time_limit": state.stopped_by_time_limit,
         "skipped_steps": state.skipped_steps,
         "mixed_precision": run.arguments["mixed_precision"],

@@ -50,6 +50,13 @@ class PretrainingArguments:
         "DataLoader worker processes per process (decoding and features run "
         "there); 0 runs them in the training process.",
     )
+    feature_cache_gb: float = _option(
+        0.0,
+        "Keep each clip's whole log-mel spectrogram in memory (float16, on each process) once computed and cut the "
+        "random crops from it instead of decoding and featurizing every crop, when the dataset's spectrograms are "
+        "estimated (from 64 clips) to fit in this many GB; else, or with 0, every crop is decoded. For a corpus read "
+        "many times; needs a map-style dataset and --dataloader_num_workers 0. Crops then start on a frame.",
+    )
     per_device_train_batch_size: int = _option(32, "Clips per batch on each process.")
     gradient_accumulation_steps: int = _option(1, "Batches per optimizer step.")
     learning_rate: float = _option(
@@ -170,6 +177,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
             "image_steps",
             "dataloader_num_workers",
             "max_train_minutes",
+            "feature_cache_gb",
         )
     }
     if args.compute_normalization_stats is not None:
@@ -187,6 +195,11 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         raise ValueError("--fit_schedule_to_time_limit needs --max_train_minutes > 0.")
     if args.max_steps == 0 and not args.num_train_epochs > 0 and not args.fit_schedule_to_time_limit:
         raise ValueError("Give --max_steps > 0 or --num_train_epochs > 0.")
+    if args.feature_cache_gb > 0 and (data_args.streaming or args.dataloader_num_workers):
+        raise ValueError(
+            "--feature_cache_gb keeps spectrograms in the training process: it needs a map-style dataset (no "
+            "--streaming) and --dataloader_num_workers 0; pass --feature_cache_gb 0 otherwise."
+        )
     if data_args.streaming and args.max_steps == 0 and not args.fit_schedule_to_time_limit:
         raise ValueError("A streaming dataset has no known length: give --max_steps.")
     if data_args.data_files and data_args.data_dir and not data_args.dataset_name:

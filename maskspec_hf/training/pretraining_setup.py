@@ -23,9 +23,11 @@ import torch
 from ..audio import SKIP_REASONS
 from ..configuration_maskspec import MaskSpecConfig
 from ..data.arguments import DataArguments
-from ..data.batching import MapStyleBatches, SpectrogramCollator, StreamingBatches
+from ..data.batching import MapStyleBatches, SpectrogramCollator
 from ..data.clips import ClipProcessor, min_samples_for_one_patch, num_frames_for_seconds
 from ..data.loading import load_audio_split, prepare_audio_dataset
+from ..data.spectrogram_cache import SpectrogramCache, cache_if_it_fits
+from ..data.streaming_batches import StreamingBatches
 from ..loading import (
     ModelArguments,
     hub_options,
@@ -163,6 +165,7 @@ class PretrainingRun:
     effective_batch: int = 0
     dummy: Any = None
     normalization: str = ""
+    spectrogram_cache: SpectrogramCache | None = None
     hyperparameters: dict = field(default_factory=dict)
     logs: JsonlLogs | None = None
     figures: ReconstructionFigures | None = None
@@ -300,6 +303,11 @@ def _set_up_data(run: PretrainingRun) -> ClipProcessor:
         seed=args.seed,
     )
     run.normalization = set_normalization(run, dataset, processor)
+    # After the normalization statistics: the cache holds normalized spectrograms.
+    if args.feature_cache_gb > 0:
+        run.spectrogram_cache = cache_if_it_fits(
+            dataset, processor, feature_extractor, run.num_frames, args.feature_cache_gb, args.seed
+        )
     collator = SpectrogramCollator(feature_extractor, run.num_frames, patch_size=run.config.patch_size, seed=args.seed)
     run.batches = _batches(run, collator, processor)
     if not data_args.streaming:
@@ -327,6 +335,7 @@ def _batches(run: PretrainingRun, collator, processor):
             world_size=world_size,
             num_workers=args.dataloader_num_workers,
             batches_multiple_of=args.gradient_accumulation_steps,
+            cache=run.spectrogram_cache,
         )
     stream = run.dataset
     if data_args.shuffle_buffer_size:
