@@ -151,11 +151,6 @@ class MapStyleBatches:
         batches_multiple_of: int = 1,
         cache: SpectrogramCache | None = None,
     ):
-        if cache is not None and num_workers:
-            raise ValueError(
-                "The spectrogram cache (--feature_cache_gb) lives in the training process: it needs "
-                "--dataloader_num_workers 0 (or pass --feature_cache_gb 0 to use workers)."
-            )
         self.dataset = dataset
         self.clips = _MapStyleClips(dataset, processor, cache)
         self.collator = collator

@@ -41,7 +41,6 @@ class SpectrogramCache:
         self.max_bytes = max_bytes
         self.entries: dict[int, tuple[str, torch.Tensor | Mapping]] = {}
         self.held_bytes = 0
-        self.held_clips = 0  # spectrograms held (skip records are held too, but not counted here)
         self.decoded = 0  # clips decoded whole (a bad clip too), held or not
 
     def crop(self, index: int, key: Sequence[int]) -> dict | None:
@@ -63,7 +62,6 @@ class SpectrogramCache:
         if self.held_bytes + size <= self.max_bytes:
             self.entries[int(index)] = (clip["id"], features)
             self.held_bytes += size
-            self.held_clips += 1
         return self._crop(clip["id"], features, key)
 
     def spectrogram(self, wave: np.ndarray) -> torch.Tensor:
@@ -80,11 +78,13 @@ class SpectrogramCache:
             return {**entry, "key": key}
         rng = clip_rng(self.processor.seed, 0, *key) if self.processor.random_crop else None
         start = window_start(entry.shape[0], self.num_frames, rng)
-        return {"id": name, "features": entry[start : start + self.num_frames].float(), "key": key}
+        # A view of the held float16 frames: `stack_crops` converts them as it copies them into the batch.
+        return {"id": name, "features": entry[start : start + self.num_frames], "key": key}
 
     def describe(self) -> str:
+        held = sum(isinstance(entry, torch.Tensor) for _, entry in self.entries.values())  # not the skip records
         return (
-            f"{self.held_clips} clips' spectrograms held ({self.held_bytes / 2**30:.3f} GB of at most "
+            f"{held} clips' spectrograms held ({self.held_bytes / 2**30:.3f} GB of at most "
             f"{self.max_bytes / 2**30:g}); {self.decoded} clips decoded whole"
         )
 
