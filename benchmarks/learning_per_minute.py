@@ -68,9 +68,9 @@ RECIPES = {
     "recipe-no-cache": ["--feature_cache_gb", "0"],
 }
 TIMED_STEPS = range(3, 12)  # steps whose CPU time sizes the schedule (the first two pay for warm-up)
-# ... and it is sized again here on the average since then: steps 3-11 ran 0.38-0.40 CPU-s on a quiet machine (whole
-# quiet runs: 0.42-0.43) and 0.53 beside the test suite (that run: 0.47-0.49), so one early fit missed either way.
-REFIT_AT_STEP = 200
+# ... and it is sized again at the package's REFIT_AT_STEP on the average since then: steps 3-11 ran 0.38-0.40 CPU-s
+# on a quiet machine (whole quiet runs: 0.42-0.43) and 0.53 beside the test suite (that run: 0.47-0.49), so one
+# early fit missed either way.
 
 
 def parse_args(argv=None):
@@ -119,7 +119,13 @@ def pretrain_job(job: dict) -> dict:
     from maskspec_hf.data.arguments import DataArguments
     from maskspec_hf.loading import ModelArguments
     from maskspec_hf.training import pretraining as pt
-    from maskspec_hf.training.time_budget import PROVISIONAL_TOTAL_STEPS, fit_schedule, fitted_total_steps
+    from maskspec_hf.training.time_budget import (
+        PROVISIONAL_TOTAL_STEPS,
+        REFIT_AT_STEP,
+        fit_schedule,
+        fitted_total_steps,
+        refitted_total_steps,
+    )
 
     out = Path(job["out_dir"])
     argv = [str(RECIPE_FILE), "--data_dir", job["corpus"], "--output_dir", str(out), "--overwrite_output_dir", "True"]
@@ -147,11 +153,11 @@ def pretrain_job(job: dict) -> dict:
             step_cpu.append(now - clock["last"])
         if step == TIMED_STEPS.stop:
             fit_schedule(run, fitted_total_steps(step, used, step_cpu, budget))
-            clock["fitted"] = used
+            clock["fitted_at"] = (step, used)
             log(f"{job['name']}: {sum(step_cpu) / len(step_cpu):.2f} CPU-s/step -> {run.total_steps} steps")
         if step == REFIT_AT_STEP < run.total_steps:
-            average = (used - clock["fitted"]) / (step - TIMED_STEPS.stop)
-            fit_schedule(run, fitted_total_steps(step, used, [average], budget))
+            fit_schedule(run, refitted_total_steps(step, used, clock["fitted_at"], budget))
+            average = (used - clock["fitted_at"][1]) / (step - TIMED_STEPS.stop)
             log(f"{job['name']}: {average:.2f} CPU-s/step since step {TIMED_STEPS.stop} -> {run.total_steps} steps")
         clock["last"] = now
         names = [f"step-{step}"] if step in step_marks else []

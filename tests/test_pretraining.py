@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -799,3 +800,43 @@ def test_a_run_from_the_spectrogram_cache_reads_the_same_clips_and_resumes_exact
     assert resumed["final_loss"] == pytest.approx(summary["final_loss"], abs=1e-5)
     for expected, got in zip(log, read_log(resumed_dir)):
         assert got["loss"] == pytest.approx(expected["loss"], abs=1e-5), got["step"]
+
+
+class SlowingClock:
+    """`time` for the training loop: each reading advances a fake clock by `pace` seconds, which `slow_down` raises
+    (a machine that gets busy after the first steps), so the test does not depend on this machine's speed."""
+
+    def __init__(self, pace: float):
+        self.now, self.pace, self.readings = 0.0, pace, 0
+
+    def perf_counter(self) -> float:
+        self.readings += 1
+        self.now += self.pace
+        return self.now
+
+
+def test_a_run_that_slows_after_the_fit_is_sized_again_and_anneals_within_its_budget(workdir, tmp_path, monkeypatch):
+    from maskspec_hf.training import pretraining
+
+    monkeypatch.setenv("MASKSPEC_HF_CACHE", str(workdir / "maskspec_cache"))
+    clock = SlowingClock(pace=1.0)  # two readings a step: 2 s a step until the fit at step 12, then 6 s
+    monkeypatch.setattr(pretraining, "time", clock)
+    monkeypatch.setattr(pretraining, "REFIT_AT_STEP", 16)
+    seen = []
+
+    def on_step(run, record):
+        seen.append((run.state.step, run.total_steps))
+        if run.state.step == 11:
+            clock.pace = 3.0
+
+    monkeypatch.setattr(pretraining, "train", partial(pretraining.train, on_step=on_step))
+    output_dir = tmp_path / "slowing"
+    summary = synthetic_run(workdir, output_dir, max_steps=0, max_train_minutes=2, fit_schedule_to_time_limit=True,
+                            learning_rate=1e-3, scale_lr=False)  # fmt: skip
+    first_fit = dict(seen)[12]  # ~58 steps at 2 s: 36 steps more than fit at 6 s
+    assert summary["total_steps"] == summary["step"] < first_fit - 20, (summary, first_fit)
+    assert not summary["stopped_by_time_limit"]
+    assert clock.now - 1.0 <= 120  # the schedule ended inside the 2-minute budget (from the first reading) ...
+    records = read_log(output_dir)
+    assert records[-1]["lr"] < 0.02 * 1e-3  # ... annealed: a cosine to (almost) zero by its new end
+    assert [total for step, total in seen if step >= 16] == [summary["total_steps"]] * (summary["step"] - 15)

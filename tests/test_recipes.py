@@ -18,7 +18,12 @@ from maskspec_hf.loading import ModelArguments, apply_config_overrides, load_con
 from maskspec_hf.training.hardware import resolve_mixed_precision
 from maskspec_hf.training.pretraining import PretrainingArguments
 from maskspec_hf.training.pretraining_arguments import check_arguments
-from maskspec_hf.training.time_budget import PROVISIONAL_TOTAL_STEPS, fitted_total_steps, initial_total_steps
+from maskspec_hf.training.time_budget import (
+    PROVISIONAL_TOTAL_STEPS,
+    fitted_total_steps,
+    initial_total_steps,
+    refitted_total_steps,
+)
 
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "examples" / "recipes").glob("*.json"))
@@ -60,6 +65,13 @@ def test_fitted_total_steps_fills_the_rest_of_the_budget():
     assert fitted_total_steps(12, 700.0, [1.0], 600.0) == 13  # over budget already: one more step
     with pytest.raises(ValueError, match="timed step"):
         fitted_total_steps(12, 1.0, [], 600.0)
+
+
+def test_the_refit_uses_the_average_step_since_the_first_fit():
+    # Fitted at step 11 after 25 s; by step 199, 213 s: 1 s per step since, 387 s left, 3 % kept.
+    assert refitted_total_steps(199, 213.0, (11, 25.0), 600.0) == 199 + math.floor(387 * 0.97 / 1.0)
+    assert refitted_total_steps(199, 213.0, (11, 25.0), 600.0, max_steps=300) == 300
+    assert refitted_total_steps(199, 900.0, (11, 25.0), 600.0) == 200  # over budget already: one more step
 
 
 def test_a_fitted_count_recorded_in_a_checkpoint_is_kept_on_resume(tmp_path):

@@ -36,7 +36,14 @@ from .optim import step_scheduler
 from .pretraining_arguments import PretrainingArguments, check_arguments
 from .pretraining_report import write_final_folder
 from .pretraining_setup import PretrainingRun, set_up_run, weights_fingerprint
-from .time_budget import FIRST_TIMED_STEP, FIT_AT_STEP, fit_schedule, fitted_total_steps
+from .time_budget import (
+    FIRST_TIMED_STEP,
+    FIT_AT_STEP,
+    REFIT_AT_STEP,
+    fit_schedule,
+    fitted_total_steps,
+    refitted_total_steps,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -150,11 +157,7 @@ def train_step(run: PretrainingRun) -> dict | None:
     if totals[4] > 0:
         fit_schedule(run, int(totals[4]))
         if run.is_main:
-            logger.info(
-                f"--fit_schedule_to_time_limit: {len(state.step_seconds)} timed steps of ~"
-                f"{statistics.median(state.step_seconds):.3f} s -> {run.total_steps} steps in "
-                f"--max_train_minutes {args.max_train_minutes:g} (warmup {run.warmup_steps})"
-            )
+            _log_fit(run)
     state.stopped_by_time_limit = bool(totals[3] > 0) and state.step < run.total_steps
     now = time.perf_counter()
     if state.step >= FIRST_TIMED_STEP and not state.schedule_fitted:
@@ -175,13 +178,31 @@ def train_step(run: PretrainingRun) -> dict | None:
 
 
 def _fitted_total_steps(run: PretrainingRun, elapsed: float) -> int:
-    """With --fit_schedule_to_time_limit, once the first steps are timed: the schedule's length (0: not now)."""
+    """With --fit_schedule_to_time_limit, once the first steps are timed and again at REFIT_AT_STEP: the schedule's
+    length (0: not now). A count that came from a checkpoint is kept: a resumed run has a budget of its own."""
     state, args = run.state, run.args
-    if not args.fit_schedule_to_time_limit or state.schedule_fitted or state.step + 1 < FIT_AT_STEP:
+    if not args.fit_schedule_to_time_limit:
         return 0
-    if not state.step_seconds:  # resumed just before the fit: time a step first
-        return 0
-    return fitted_total_steps(state.step, elapsed, state.step_seconds, 60 * args.max_train_minutes, args.max_steps)
+    budget = 60 * args.max_train_minutes
+    if not state.schedule_fitted:
+        if state.step + 1 < FIT_AT_STEP or not state.step_seconds:  # (resumed just before the fit: time a step)
+            return 0
+        state.fitted_at = (state.step, elapsed)
+        median = statistics.median(state.step_seconds)
+        state.fit_timing = f"{len(state.step_seconds)} timed steps of ~{median:.3f} s"
+        return fitted_total_steps(state.step, elapsed, state.step_seconds, budget, args.max_steps)
+    if state.fitted_at is not None and state.step + 1 == REFIT_AT_STEP < run.total_steps:
+        fit_step, fit_elapsed = state.fitted_at
+        state.fit_timing = f"sized again on ~{(elapsed - fit_elapsed) / (state.step - fit_step):.3f} s/step"
+        return refitted_total_steps(state.step, elapsed, state.fitted_at, budget, args.max_steps)
+    return 0
+
+
+def _log_fit(run: PretrainingRun) -> None:
+    logger.info(
+        f"--fit_schedule_to_time_limit: {run.state.fit_timing} -> {run.total_steps} steps in --max_train_minutes "
+        f"{run.args.max_train_minutes:g} (warmup {run.warmup_steps})"
+    )
 
 
 def _skip_empty_step(run: PretrainingRun) -> None:

@@ -90,8 +90,9 @@ class PretrainingArguments:
     fit_schedule_to_time_limit: bool = _option(
         False,
         "Size the schedule to --max_train_minutes: the first steps are timed and the schedule gets the number of "
-        "steps that fit (capped by --max_steps when given; --num_train_epochs is then ignored), so a cosine "
-        "schedule anneals fully by the time limit. The count is recorded in checkpoints and kept on resume.",
+        "steps that fit (capped by --max_steps when given; --num_train_epochs is then ignored), sized again at step "
+        "200 on the average step since, so a cosine schedule anneals fully by the time limit. The count is recorded "
+        "in checkpoints and kept on resume.",
     )
     mixed_precision: str | None = _option(
         None,

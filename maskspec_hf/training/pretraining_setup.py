@@ -102,6 +102,10 @@ class RunState:
     skipped: Counter = field(default_factory=Counter)
     stopped_by_time_limit: bool = False
     schedule_fitted: bool = False
+    # Where this process fitted the schedule, (steps done, seconds), to size it again later; None when the count came
+    # from a checkpoint. `fit_timing`: what the last fit rested on, for the log.
+    fitted_at: tuple | None = None
+    fit_timing: str = ""
     started: float = 0.0
     last_time: float = 0.0
     step_seconds: list = field(default_factory=list)

@@ -2,9 +2,10 @@
 """`--fit_schedule_to_time_limit`: size the learning-rate schedule so that it ends when `--max_train_minutes` does.
 
 A cosine schedule cut short by a time limit never anneals, and a short run loses much of what annealing gives. The
-step time is measured on the first steps (after the first two, which pay for warm-up), the number of steps that fit
-in the rest of the budget is fixed once, recorded in every checkpoint, and kept on resume, so the schedule stays
-deterministic: a killed run resumes exactly.
+step time is measured on the first steps (after the first two, which pay for warm-up) and the schedule is sized to the
+steps that fit in the rest of the budget; at REFIT_AT_STEP it is sized again on the average step since then. Every
+checkpoint records the count and a resumed run keeps it, so the schedule stays deterministic: a killed run resumes
+exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ OVERHEAD_SHARE = 0.03
 # The schedule's length before it is fitted: long enough for the loop to reach FIT_AT_STEP, with a LR schedule that
 # has barely moved by then.
 PROVISIONAL_TOTAL_STEPS = 1_000_000
+# Nine steps misjudge a whole run's pace by up to ~10 % either way (a busy machine at the start, or checkpoints,
+# figures and a machine that gets busier later): the schedule is sized again here, on the average step since the fit.
+REFIT_AT_STEP = 200
 
 
 def fitted_total_steps(
@@ -36,10 +40,20 @@ def fitted_total_steps(
     return min(total, max_steps) if max_steps > 0 else total
 
 
+def refitted_total_steps(
+    step: int, elapsed_seconds: float, fitted_at: tuple[int, float], budget_seconds: float, max_steps: int = 0
+) -> int:
+    """`fitted_total_steps` again at `step`, on the average step since `fitted_at` = (step, elapsed seconds) of the
+    first fit, which includes everything the loop did between steps."""
+    fit_step, fit_elapsed = fitted_at
+    average = (elapsed_seconds - fit_elapsed) / max(step - fit_step, 1)
+    return fitted_total_steps(step, elapsed_seconds, [average], budget_seconds, max_steps)
+
+
 def initial_total_steps(args, steps_per_epoch: int | None, checkpoint) -> tuple[int, bool]:
     """`(total steps, whether the count is final)` when the run starts: --max_steps, else --num_train_epochs'
     steps; with --fit_schedule_to_time_limit, the count a checkpoint recorded once fitted, else a provisional one
-    that the first steps replace (`fit_schedule`)."""
+    that the first steps replace (`fit_schedule`); a count from a checkpoint is not sized again."""
     if args.fit_schedule_to_time_limit:
         if checkpoint is not None:
             from .checkpoints import load_training_state
