@@ -122,9 +122,9 @@ def pretrain_job(job: dict) -> dict:
     from maskspec_hf.training.time_budget import (
         PROVISIONAL_TOTAL_STEPS,
         REFIT_AT_STEP,
+        average_step_seconds,
         fit_schedule,
         fitted_total_steps,
-        refitted_total_steps,
     )
 
     out = Path(job["out_dir"])
@@ -156,8 +156,8 @@ def pretrain_job(job: dict) -> dict:
             clock["fitted_at"] = (step, used)
             log(f"{job['name']}: {sum(step_cpu) / len(step_cpu):.2f} CPU-s/step -> {run.total_steps} steps")
         if step == REFIT_AT_STEP < run.total_steps:
-            fit_schedule(run, refitted_total_steps(step, used, clock["fitted_at"], budget))
-            average = (used - clock["fitted_at"][1]) / (step - TIMED_STEPS.stop)
+            average = average_step_seconds(step, used, clock["fitted_at"])
+            fit_schedule(run, fitted_total_steps(step, used, [average], budget))
             log(f"{job['name']}: {average:.2f} CPU-s/step since step {TIMED_STEPS.stop} -> {run.total_steps} steps")
         clock["last"] = now
         names = [f"step-{step}"] if step in step_marks else []

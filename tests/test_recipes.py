@@ -20,9 +20,9 @@ from maskspec_hf.training.pretraining import PretrainingArguments
 from maskspec_hf.training.pretraining_arguments import check_arguments
 from maskspec_hf.training.time_budget import (
     PROVISIONAL_TOTAL_STEPS,
+    average_step_seconds,
     fitted_total_steps,
     initial_total_steps,
-    refitted_total_steps,
 )
 
 
@@ -69,9 +69,12 @@ def test_fitted_total_steps_fills_the_rest_of_the_budget():
 
 def test_the_refit_uses_the_average_step_since_the_first_fit():
     # Fitted at step 11 after 25 s; by step 199, 213 s: 1 s per step since, 387 s left, 3 % kept.
-    assert refitted_total_steps(199, 213.0, (11, 25.0), 600.0) == 199 + math.floor(387 * 0.97 / 1.0)
-    assert refitted_total_steps(199, 213.0, (11, 25.0), 600.0, max_steps=300) == 300
-    assert refitted_total_steps(199, 900.0, (11, 25.0), 600.0) == 200  # over budget already: one more step
+    average = average_step_seconds(199, 213.0, (11, 25.0))
+    assert average == 1.0
+    assert fitted_total_steps(199, 213.0, [average], 600.0) == 199 + math.floor(387 * 0.97 / 1.0)
+    assert fitted_total_steps(199, 213.0, [average], 600.0, max_steps=300) == 300
+    over = average_step_seconds(199, 900.0, (11, 25.0))
+    assert fitted_total_steps(199, 900.0, [over], 600.0) == 200  # over budget already: one more step
 
 
 def test_a_fitted_count_recorded_in_a_checkpoint_is_kept_on_resume(tmp_path):

@@ -40,9 +40,9 @@ from .time_budget import (
     FIRST_TIMED_STEP,
     FIT_AT_STEP,
     REFIT_AT_STEP,
+    average_step_seconds,
     fit_schedule,
     fitted_total_steps,
-    refitted_total_steps,
 )
 
 
@@ -192,9 +192,9 @@ def _fitted_total_steps(run: PretrainingRun, elapsed: float) -> int:
         state.fit_timing = f"{len(state.step_seconds)} timed steps of ~{median:.3f} s"
         return fitted_total_steps(state.step, elapsed, state.step_seconds, budget, args.max_steps)
     if state.fitted_at is not None and state.step + 1 == REFIT_AT_STEP < run.total_steps:
-        fit_step, fit_elapsed = state.fitted_at
-        state.fit_timing = f"sized again on ~{(elapsed - fit_elapsed) / (state.step - fit_step):.3f} s/step"
-        return refitted_total_steps(state.step, elapsed, state.fitted_at, budget, args.max_steps)
+        average = average_step_seconds(state.step, elapsed, state.fitted_at)
+        state.fit_timing = f"sized again on ~{average:.3f} s/step"
+        return fitted_total_steps(state.step, elapsed, [average], budget, args.max_steps)
     return 0
 
 

@@ -40,14 +40,11 @@ def fitted_total_steps(
     return min(total, max_steps) if max_steps > 0 else total
 
 
-def refitted_total_steps(
-    step: int, elapsed_seconds: float, fitted_at: tuple[int, float], budget_seconds: float, max_steps: int = 0
-) -> int:
-    """`fitted_total_steps` again at `step`, on the average step since `fitted_at` = (step, elapsed seconds) of the
-    first fit, which includes everything the loop did between steps."""
+def average_step_seconds(step: int, elapsed_seconds: float, fitted_at: tuple[int, float]) -> float:
+    """The average step since `fitted_at` = (step, elapsed seconds) of the first fit, everything the loop did between
+    steps included: what the schedule is sized on again at REFIT_AT_STEP."""
     fit_step, fit_elapsed = fitted_at
-    average = (elapsed_seconds - fit_elapsed) / max(step - fit_step, 1)
-    return fitted_total_steps(step, elapsed_seconds, [average], budget_seconds, max_steps)
+    return (elapsed_seconds - fit_elapsed) / max(step - fit_step, 1)
 
 
 def initial_total_steps(args, steps_per_epoch: int | None, checkpoint) -> tuple[int, bool]:
