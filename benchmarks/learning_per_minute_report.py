@@ -23,6 +23,7 @@ LABELS = {
     "recipe-decoder4": "tiny-cpu.json, 4 decoder blocks",
     "recipe-decoder8": "tiny-cpu.json, 8 decoder blocks",
     "recipe-no-cache": "tiny-cpu.json, every crop decoded (no spectrogram cache)",
+    "recipe-mask85": "tiny-cpu.json, mask ratio 0.85",
 }
 
 

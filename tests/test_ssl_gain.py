@@ -136,6 +136,7 @@ ABLATION_CONFIG_CHANGES = {
     "recipe-frequency-mask": {"mask_strategy": "frequency"},
     "recipe-decoder4": {"decoder_num_hidden_layers": 4},
     "recipe-decoder8": {"decoder_num_hidden_layers": 8},
+    "recipe-mask85": {"mask_ratio": 0.85},
 }
 
 
@@ -145,15 +146,17 @@ def test_learning_per_minute_ablation_changes_only_its_own_config_fields(recipe)
 
     from maskspec_hf.cli import parse_command_line
     from maskspec_hf.data.arguments import DataArguments
-    from maskspec_hf.loading import ModelArguments, load_config
+    from maskspec_hf.loading import ModelArguments
     from maskspec_hf.training.pretraining_arguments import PretrainingArguments
+    from maskspec_hf.training.pretraining_setup import build_config
 
     def config_of(name):
+        # The config the pre-training builds: the recipe's overrides, then --mask_ratio.
         argv = [str(learning_per_minute.RECIPE_FILE), "--data_dir", "x", "--output_dir", "y"]
-        model_args = parse_command_line(
+        model_args, _, training_args = parse_command_line(
             (ModelArguments, DataArguments, PretrainingArguments), argv + learning_per_minute.RECIPES[name]
-        )[0]
-        return load_config(model_args.model_name_or_path, None, model_args.config_overrides).to_dict()
+        )
+        return build_config(model_args, training_args.mask_ratio).to_dict()
 
     shipped, ablation = config_of("recipe"), config_of(recipe)
     changed = {key: value for key, value in ablation.items() if shipped.get(key) != value}
