@@ -49,7 +49,9 @@ RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
 # `recipe-no-cache` decodes and featurizes every crop instead of cutting it from whole-clip spectrograms held in
 # memory (--feature_cache_gb). `recipe-mask85` masks 85 % of the patches instead of 75 % (16 visible patches of a
 # 2.08 s crop's 104 instead of 26: a cheaper encoder pass, so more steps on a CPU whose step count limits the result;
-# AudioMAE and EAT mask 80 %). The ablations append to the recipe's own overrides: a key given twice takes its last value.
+# AudioMAE and EAT mask 80 %); it is the --mask_ratio flag, not an override, because the file's own --mask_ratio is
+# applied after the overrides. The other ablations append to the recipe's overrides: a key given twice takes its last
+# value.
 RECIPE_OVERRIDES = json.loads(RECIPE_FILE.read_text())["config_overrides"]
 RECIPES = {
     "recipe": [],
