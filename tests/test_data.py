@@ -280,7 +280,9 @@ def test_cached_crops_with_phases_start_between_frames_and_one_phase_is_the_plai
             else:
                 raise AssertionError(f"{clip_id}: the crop is not frames of either phase")
     assert used == {0, 1}
-    with pytest.raises(ValueError, match="phases must lie in"):
+    with pytest.raises(
+        ValueError, match=r"phases \(--feature_cache_phases\) must lie in \[1, hop_length=320\], got 0"
+    ):
         SpectrogramCache(extractor, make_processor(), 100, 2**30, phases=0)
 
 
