@@ -53,8 +53,7 @@ RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
 # applied after the overrides. `recipe-cache-phases2` holds two spectrograms per clip, the second of the waveform
 # shifted by half a hop (--feature_cache_phases 2), so that crops start every 5 ms instead of every 10 ms: crops
 # decoded one by one start on any sample, and the cache's paired runs hinted (within the noise) that instruments lost
-# that jitter. The other ablations append to the recipe's overrides: a key given twice takes its last
-# value.
+# that jitter. The other ablations append to the recipe's overrides: a key given twice takes its last value.
 RECIPE_OVERRIDES = json.loads(RECIPE_FILE.read_text())["config_overrides"]
 RECIPES = {
     "recipe": [],
