@@ -55,7 +55,8 @@ class PretrainingArguments:
         "Keep each clip's whole log-mel spectrogram in memory (float16, on each process) once computed and cut the "
         "random crops from it instead of decoding and featurizing every crop, when the dataset's spectrograms are "
         "estimated (from 64 clips) to fit in this many GB; else, or with 0, every crop is decoded. For a corpus read "
-        "many times; needs a map-style dataset and --dataloader_num_workers 0. Crops then start on a frame (--feature_cache_phases).",
+        "many times; needs a map-style dataset and --dataloader_num_workers 0. Crops then start on a frame "
+        "(--feature_cache_phases).",
     )
     feature_cache_phases: int = _option(
         1,
