@@ -50,10 +50,8 @@ RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
 # memory (--feature_cache_gb). `recipe-mask85` masks 85 % of the patches instead of 75 % (16 visible patches of a
 # 2.08 s crop's 104 instead of 26: a cheaper encoder pass, so more steps on a CPU whose step count limits the result;
 # AudioMAE and EAT mask 80 %); it is the --mask_ratio flag, not an override, because the file's own --mask_ratio is
-# applied after the overrides. `recipe-cache-phases2` holds two spectrograms per clip, the second of the waveform
-# shifted by half a hop (--feature_cache_phases 2), so that crops start every 5 ms instead of every 10 ms: crops
-# decoded one by one start on any sample, and the cache's paired runs hinted (within the noise) that instruments lost
-# that jitter. The other ablations append to the recipe's overrides: a key given twice takes its last value.
+# applied after the overrides. The other ablations append to the recipe's overrides: a key given twice takes its last
+# value.
 RECIPE_OVERRIDES = json.loads(RECIPE_FILE.read_text())["config_overrides"]
 RECIPES = {
     "recipe": [],
@@ -73,7 +71,6 @@ RECIPES = {
     "recipe-decoder8": ["--config_overrides", RECIPE_OVERRIDES + ",decoder_num_hidden_layers=8"],
     "recipe-no-cache": ["--feature_cache_gb", "0"],
     "recipe-mask85": ["--mask_ratio", "0.85"],
-    "recipe-cache-phases2": ["--feature_cache_phases", "2"],
 }
 TIMED_STEPS = range(3, 12)  # steps whose CPU time sizes the schedule (the first two pay for warm-up)
 # ... and it is sized again at the package's REFIT_AT_STEP on the average since then: steps 3-11 ran 0.38-0.40 CPU-s

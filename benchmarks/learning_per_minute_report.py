@@ -24,7 +24,6 @@ LABELS = {
     "recipe-decoder8": "tiny-cpu.json, 8 decoder blocks",
     "recipe-no-cache": "tiny-cpu.json, every crop decoded (no spectrogram cache)",
     "recipe-mask85": "tiny-cpu.json, mask ratio 0.85",
-    "recipe-cache-phases2": "tiny-cpu.json, 2 spectrograms per clip (crops every half hop)",
 }
 
 

@@ -187,13 +187,13 @@ def test_epoch_indices_split_rows_between_processes():
     assert not np.array_equal(parts[0], epoch_indices(103, epoch=1, seed=1, rank=0, world_size=4))
 
 
-@pytest.mark.parametrize("phases", [0, 1, 2], ids=["decoded-crops", "spectrogram-cache", "cache-2-phases"])
-def test_map_style_batches_resume_exactly(parquet_file, extractor, phases):
+@pytest.mark.parametrize("cached", [False, True], ids=["decoded-crops", "spectrogram-cache"])
+def test_map_style_batches_resume_exactly(parquet_file, extractor, cached):
     dataset, _ = prepare_audio_dataset(load_audio_dataset(data_files=[str(parquet_file)]))
     collator = SpectrogramCollator(extractor, 100, patch_size=16)
 
     def batches():  # a resumed run starts with an empty cache
-        cache = SpectrogramCache(extractor, make_processor(), 100, 2**30, phases) if phases else None
+        cache = SpectrogramCache(extractor, make_processor(), 100, max_bytes=2**30) if cached else None
         return MapStyleBatches(dataset, make_processor(), collator, batch_size=3, seed=0, num_workers=0, cache=cache)
 
     straight = batches()
@@ -249,41 +249,6 @@ def test_cached_crops_are_frames_of_the_whole_clip_spectrogram_whatever_the_cach
             assert (batch["input_values"][i, frames:] == extractor.padding_value).all()
             starts.setdefault(clip_id, set()).add(matches[0])
     assert any(len(s) > 1 for s in starts.values())
-
-
-def test_cached_crops_with_phases_start_between_frames_and_one_phase_is_the_plain_cache(parquet_file, extractor):
-    dataset, _ = prepare_audio_dataset(load_audio_dataset(data_files=[str(parquet_file)]))
-    collator = SpectrogramCollator(extractor, 100, patch_size=16)
-    runs = {}
-    for phases in (1, 2):
-        cache = SpectrogramCache(extractor, make_processor(), 100, 2**30, phases)
-        batches = MapStyleBatches(dataset, make_processor(), collator, 3, seed=0, num_workers=0, cache=cache)
-        runs[phases] = [batches.next_batch() for _ in range(8)]
-    assert cache.held_bytes > 0 and "x 2 phases" in cache.describe()
-    # Each crop is 100 consecutive frames of the spectrogram of the whole clip, or of it shifted by half a hop; both
-    # phases are used, and a crop cut from phase 0 is the one-phase cache's crop (the start is drawn first).
-    by_id = {row["video_id"]: row for row in dataset}
-    used = set()
-    for one, two in zip(runs[1], runs[2]):
-        assert one["ids"] == two["ids"] and torch.equal(one["noise"], two["noise"])
-        for i, clip_id in enumerate(two["ids"]):
-            whole = decode_audio(by_id[clip_id]["audio"], SR)
-            frames = int(two["attention_mask"][i].sum())
-            crop = two["input_values"][i, :frames]
-            for phase, offset in enumerate((0, extractor.hop_length // 2)):
-                full = extractor(whole[offset:], sampling_rate=SR, return_tensors="pt")["input_values"][0]
-                full = full.half().float()
-                if any(torch.equal(full[s : s + frames], crop) for s in range(full.shape[0] - frames + 1)):
-                    used.add(phase)
-                    assert phase == 1 or torch.equal(crop, one["input_values"][i, :frames])
-                    break
-            else:
-                raise AssertionError(f"{clip_id}: the crop is not frames of either phase")
-    assert used == {0, 1}
-    with pytest.raises(
-        ValueError, match=r"phases \(--feature_cache_phases\) must lie in \[1, hop_length=320\], got 0"
-    ):
-        SpectrogramCache(extractor, make_processor(), 100, 2**30, phases=0)
 
 
 def test_the_cache_size_estimate_follows_the_clip_lengths(parquet_file, extractor):

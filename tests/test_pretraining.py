@@ -186,8 +186,6 @@ def test_bad_arguments_are_clear_errors(workdir, tmp_path):
     base = common_args(workdir) + ["--output_dir", str(tmp_path / "out"), "--report_to", "none"]
     with pytest.raises(ValueError, match=r"--mask_ratio must lie in \[0.05, 0.95\], got 0.99"):
         main(base + ["--mask_ratio", "0.99"])
-    with pytest.raises(ValueError, match="--feature_cache_phases must be at least 1, got 0"):
-        main(base + ["--feature_cache_phases", "0"])
     with pytest.raises(ValueError, match="A streaming dataset has no known length: give --max_steps"):
         main([a for a in base if a not in ("--max_steps", str(STEPS))] + ["--streaming"])
     with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):

@@ -137,7 +137,6 @@ ABLATION_CONFIG_CHANGES = {
     "recipe-decoder4": {"decoder_num_hidden_layers": 4},
     "recipe-decoder8": {"decoder_num_hidden_layers": 8},
     "recipe-mask85": {"mask_ratio": 0.85},
-    "recipe-cache-phases2": {},  # a data option: the model is the recipe's
 }
 
 

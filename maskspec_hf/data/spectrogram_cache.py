@@ -5,9 +5,6 @@ A 25-minute CPU run reads each clip of a few-hour corpus dozens of times, and de
 afresh is about a third of its step. With the cache a clip is decoded and featurized whole once, kept in float16,
 and each crop is a slice of its frames. A clip that does not fit under the size limit is featurized the same way at
 every visit, so whether a clip is held never changes a crop and a resumed run sees the crops of an uninterrupted one.
-A crop of one spectrogram starts on a frame (every 10 ms); with `phases` > 1 a clip is held as that many
-spectrograms, each of the waveform shifted by another `hop / phases` samples, and each crop takes one of them at
-random, so crops start on `phases` times as many instants (as crops decoded one by one do, on any sample).
 """
 
 from __future__ import annotations
@@ -34,22 +31,15 @@ class SpectrogramCache:
     the clip was skipped; `crop(index, key)` cuts a training crop from it.
 
     A crop is `num_frames` frames starting where `window_start` puts it with the clip's `clip_rng(seed, 0, *key)`
-    (the generator of the waveform crop), the whole clip when shorter; with `phases` > 1 the same generator then
-    picks the spectrogram (phase) it is cut from. `max_bytes` bounds what is held.
+    (the generator of the waveform crop), the whole clip when shorter. `max_bytes` bounds what is held.
     """
 
-    def __init__(
-        self, feature_extractor, processor: ClipProcessor, num_frames: int, max_bytes: float, phases: int = 1
-    ):
-        if phases < 1 or phases > feature_extractor.hop_length:
-            hop = feature_extractor.hop_length
-            raise ValueError(f"phases (--feature_cache_phases) must lie in [1, hop_length={hop}], got {phases}.")
+    def __init__(self, feature_extractor, processor: ClipProcessor, num_frames: int, max_bytes: float):
         self.feature_extractor = feature_extractor
         self.processor = processor
         self.num_frames = num_frames
         self.max_bytes = max_bytes
-        self.phases = phases
-        self.entries: dict[int, tuple[str, tuple[torch.Tensor, ...] | Mapping]] = {}
+        self.entries: dict[int, tuple[str, torch.Tensor | Mapping]] = {}
         self.held_bytes = 0
         self.decoded = 0  # clips decoded whole (a bad clip too), held or not
 
@@ -67,10 +57,8 @@ class SpectrogramCache:
             entry = (clip["id"], {k: v for k, v in clip.items() if k != "key"})
             self.entries[int(index)] = entry  # a bad clip is judged (and logged) once
             return self._crop(*entry, key)
-        wave, hop = clip["waveform"], self.feature_extractor.hop_length
-        # Phase k is the waveform from sample k * hop / phases on: its frames fall between phase 0's.
-        features = tuple(self.spectrogram(wave[k * hop // self.phases :]) for k in range(self.phases))
-        size = sum(f.numel() for f in features) * BYTES_PER_VALUE
+        features = self.spectrogram(clip["waveform"])
+        size = features.numel() * BYTES_PER_VALUE
         if self.held_bytes + size <= self.max_bytes:
             self.entries[int(index)] = (clip["id"], features)
             self.held_bytes += size
@@ -89,25 +77,21 @@ class SpectrogramCache:
         if isinstance(entry, Mapping):
             return {**entry, "key": key}
         rng = clip_rng(self.processor.seed, 0, *key) if self.processor.random_crop else None
-        start = window_start(entry[0].shape[0], self.num_frames, rng)
-        # Drawn after the start, so that one phase crops exactly as the cache did before phases existed.
-        features = entry[int(rng.integers(self.phases))] if rng is not None and self.phases > 1 else entry[0]
-        start = max(0, min(start, features.shape[0] - self.num_frames))  # a later phase may be a frame shorter
+        start = window_start(entry.shape[0], self.num_frames, rng)
         # A view of the held float16 frames: `stack_crops` converts them as it copies them into the batch.
-        return {"id": name, "features": features[start : start + self.num_frames], "key": key}
+        return {"id": name, "features": entry[start : start + self.num_frames], "key": key}
 
     def describe(self) -> str:
-        held = sum(isinstance(entry, tuple) for _, entry in self.entries.values())  # not the skip records
-        phases = f" x {self.phases} phases" if self.phases > 1 else ""
+        held = sum(isinstance(entry, torch.Tensor) for _, entry in self.entries.values())  # not the skip records
         return (
-            f"{held} clips' spectrograms{phases} held ({self.held_bytes / 2**30:.3f} GB of at most "
+            f"{held} clips' spectrograms held ({self.held_bytes / 2**30:.3f} GB of at most "
             f"{self.max_bytes / 2**30:g}); {self.decoded} clips decoded whole"
         )
 
 
 def estimated_spectrogram_bytes(dataset, processor: ClipProcessor, feature_extractor, seed: int) -> float:
-    """The float16 spectrograms (one phase) of all `len(dataset)` clips, estimated from up to SIZE_SAMPLE_CLIPS
-    rows drawn with `seed` (decoded whole; clips that fail count as empty)."""
+    """The float16 spectrograms of all `len(dataset)` clips, estimated from up to SIZE_SAMPLE_CLIPS rows drawn with
+    `seed` (decoded whole; clips that fail count as empty)."""
     num_rows = len(dataset)
     rows = clip_rng(seed, 3).permutation(num_rows)[:SIZE_SAMPLE_CLIPS]
     frames = []
@@ -121,22 +105,21 @@ def estimated_spectrogram_bytes(dataset, processor: ClipProcessor, feature_extra
 
 
 def cache_if_it_fits(
-    dataset, processor: ClipProcessor, feature_extractor, num_frames: int, limit_gb: float, seed: int, phases: int = 1
+    dataset, processor: ClipProcessor, feature_extractor, num_frames: int, limit_gb: float, seed: int
 ) -> SpectrogramCache | None:
-    """`--feature_cache_gb`: a cache for `dataset` (`phases` spectrograms per clip) when its spectrograms are
-    estimated to fit in `limit_gb`, else None (every crop decoded); the log says which. The estimate depends on the
-    data and the seed only, so a resumed run takes the same decision."""
+    """`--feature_cache_gb`: a cache for `dataset` when its spectrograms are estimated to fit in `limit_gb`, else
+    None (every crop decoded); the log says which. The estimate depends on the data and the seed only, so a resumed
+    run takes the same decision."""
     limit = limit_gb * 2**30
-    estimate = estimated_spectrogram_bytes(dataset, processor, feature_extractor, seed) * phases
+    estimate = estimated_spectrogram_bytes(dataset, processor, feature_extractor, seed)
     fits = estimate <= limit
-    each = f" ({phases} per clip, offset by 1/{phases} of a hop)" if phases > 1 else ""
     logger.info(
-        f"--feature_cache_gb {limit_gb:g}: the spectrograms{each} of the {len(dataset)} clips are estimated at "
+        f"--feature_cache_gb {limit_gb:g}: the spectrograms of the {len(dataset)} clips are estimated at "
         f"{estimate / 2**30:.2f} GB; "
         + ("each clip is featurized whole once and its crops cut from memory." if fits else
            "more than that, so every crop is decoded and featurized (no cache).")
     )  # fmt: skip
-    return SpectrogramCache(feature_extractor, processor, num_frames, limit, phases) if fits else None
+    return SpectrogramCache(feature_extractor, processor, num_frames, limit) if fits else None
 
 
 def stack_crops(samples: Sequence[dict], num_frames: int, padding_value: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -55,14 +55,7 @@ class PretrainingArguments:
         "Keep each clip's whole log-mel spectrogram in memory (float16, on each process) once computed and cut the "
         "random crops from it instead of decoding and featurizing every crop, when the dataset's spectrograms are "
         "estimated (from 64 clips) to fit in this many GB; else, or with 0, every crop is decoded. For a corpus read "
-        "many times; needs a map-style dataset and --dataloader_num_workers 0. Crops then start on a frame "
-        "(--feature_cache_phases).",
-    )
-    feature_cache_phases: int = _option(
-        1,
-        "With --feature_cache_gb: spectrograms held per clip, each of the waveform shifted by another 1/N of a hop, "
-        "each crop cut from one at random, so that crops start every hop/N samples instead of every hop (N times "
-        "the memory and the set-up featurizing).",
+        "many times; needs a map-style dataset and --dataloader_num_workers 0. Crops then start on a frame.",
     )
     per_device_train_batch_size: int = _option(32, "Clips per batch on each process.")
     gradient_accumulation_steps: int = _option(1, "Batches per optimizer step.")
@@ -173,7 +166,6 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         "per_device_train_batch_size",
         "gradient_accumulation_steps",
         "logging_steps",
-        "feature_cache_phases",
         "checkpoints_total_limit",
     ):
         if getattr(args, name) < 1:

@@ -79,13 +79,7 @@ def set_up_data(run) -> ClipProcessor:
     # After the normalization statistics: the cache holds normalized spectrograms.
     if args.feature_cache_gb > 0:
         run.spectrogram_cache = cache_if_it_fits(
-            dataset,
-            processor,
-            feature_extractor,
-            run.num_frames,
-            args.feature_cache_gb,
-            args.seed,
-            args.feature_cache_phases,
+            dataset, processor, feature_extractor, run.num_frames, args.feature_cache_gb, args.seed
         )
     collator = SpectrogramCollator(feature_extractor, run.num_frames, patch_size=run.config.patch_size, seed=args.seed)
     run.batches = _resumable_batches(run, collator, processor)
