@@ -14,8 +14,9 @@ Budgets are in CPU-minutes, the process CPU time of a one-thread run that also d
 share a busy machine and still be compared: each job runs alone on one thread, several jobs side by side. The
 learning-rate schedule is fitted to the budget (the package's `fit_schedule`, fed with CPU time instead of wall
 time); the encoder is saved at each of --eval_cpu_minutes. Each saved encoder is probed (both readouts of
-`ssl_gain.py`, both tasks); the last of each run and the recipe's at the paper's budget are fine-tuned with 10 % of the
-labels, as are random-init encoders (scratch).
+`ssl_gain.py`, on each of --tasks: ssl_gain.py's two by default, `sound_events` is sound_events.py's third); the last
+of each run and the recipe's at the paper's budget are fine-tuned with 10 % of the labels, as are random-init encoders
+(scratch).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RECIPE_FILE = HERE.parent / "examples" / "recipes" / "tiny-cpu.json"
+TASKS = ("keywords", "instruments")  # ssl_gain.py's tasks, the default of --tasks
 # What each pre-training recipe adds to tiny-cpu.json. No config overrides = the preset's decoder, the paper's (512
 # wide, 8 blocks, 16 heads, FFN 2048), run with the model's default attention kernel; `recipe-passt-stats` is the
 # ablation of the fitted normalization statistics, `recipe-constant-lr` that of the cosine's annealing (the learning
@@ -97,6 +99,12 @@ def parse_args(argv=None):
         "(a JSON object, e.g. '{\"layer_decay\": 0.75}').",
     )
     parser.add_argument("--recipes", default="recipe,paper", help="Which pre-training recipes to run.")
+    parser.add_argument(
+        "--tasks",
+        default=",".join(TASKS),
+        help=f"Which labeled tasks to probe and fine-tune on, of {', '.join(TASKS + ('sound_events',))} "
+        "(sound_events.py's; it needs the Debian package 0ad-data, 1.4 GB).",
+    )
     parser.add_argument("--stage", default="all", choices=["all", "pretrain"], help="'pretrain': stop after it.")
     parser.add_argument("--resume", action="store_true", help="Keep the results of jobs that already finished.")
     parser.add_argument("--skip_finetune", action="store_true")
@@ -190,8 +198,19 @@ def pretrain_job(job: dict) -> dict:
             "normalization": summary["normalization"]}  # fmt: skip
 
 
+def task_datasets(data_dir: Path, tasks: list[str]) -> dict:
+    """{task: DatasetDict} of the labeled tasks, from their caches in `data_dir`."""
+    import real_audio
+    import sound_events
+
+    data = real_audio.build_all(data_dir, install=False) if set(tasks) & set(TASKS) else {}
+    if "sound_events" in tasks:
+        data["sound_events"] = sound_events.build_sound_event_task(data_dir, install=False)
+    return data
+
+
 def probe_job(job: dict) -> dict:
-    """Both probe readouts of one saved encoder (or a random-init one) on both tasks."""
+    """Both probe readouts of one saved encoder (or a random-init one) on each of its tasks."""
     import numpy as np
     import ssl_gain
     import torch
@@ -205,7 +224,7 @@ def probe_job(job: dict) -> dict:
         torch.manual_seed(job["seed"])
         encoder = MaskSpecModel(encoder.config)
     scores = {}
-    for task in ssl_gain.TASKS:
+    for task in job["tasks"]:
         clips = ssl_gain.load_clips(Path(job["data_dir"]), task, feature_extractor)
         (train_x, train_y), (test_x, test_y) = clips["train"], clips["test"]
         train_e, test_e = ssl_gain.encoder_embeddings(encoder, train_x), ssl_gain.encoder_embeddings(encoder, test_x)
@@ -228,7 +247,7 @@ def finetune_job_arguments(job: dict) -> argparse.Namespace:
 
 
 def finetune_job(job: dict) -> dict:
-    """10 %-label fine-tuning (ssl_gain.py's short recipe) of one saved model, or from scratch, on both tasks."""
+    """10 %-label fine-tuning (ssl_gain.py's short recipe) of one saved model, or from scratch, on each of its tasks."""
     import real_audio
     import soundfile
     import ssl_gain
@@ -237,9 +256,9 @@ def finetune_job(job: dict) -> dict:
     data_dir = Path(job["data_dir"])
     with open(data_dir / ".load.lock", "w") as lock:  # jobs side by side: one loads (and may cache) at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
-        data = real_audio.build_all(data_dir, install=False)
+        data = task_datasets(data_dir, job["tasks"])
     scores = {}
-    for task in ssl_gain.TASKS:
+    for task in job["tasks"]:
         first = real_audio.load_manifest(data_dir, task)["clips"][0]["file"]
         seconds = soundfile.info(str(data_dir / task / first)).duration  # a task's clips all have one length
         out = Path(job["out_dir"]) / task / "run"  # ssl_gain keeps a run's label subset beside it: one per task
@@ -308,6 +327,11 @@ def main(argv=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     log("1/4 real-audio data (cached in --data_dir)")
     real_audio.build_all(data_dir)
+    tasks = args.tasks.split(",")
+    if "sound_events" in tasks:
+        import sound_events
+
+        sound_events.build_sound_event_task(data_dir)
     seeds = [int(s) for s in args.seeds.split(",")]
     marks = [float(m) for m in args.eval_cpu_minutes.split(",")]
     budgets = {r: args.paper_cpu_minutes if r == "paper" else args.recipe_cpu_minutes for r in args.recipes.split(",")}
@@ -329,11 +353,12 @@ def main(argv=None) -> dict:
         for snapshot in run["snapshots"]:
             name = f"{run['name']}-{snapshot['cpu_minutes']:.1f}min"
             probe_jobs.append({"kind": "probe", "name": name, "run": run["name"], "seed": run["seed"],
-                               "model_dir": snapshot["dir"], "data_dir": str(data_dir)})  # fmt: skip
+                               "model_dir": snapshot["dir"], "data_dir": str(data_dir), "tasks": tasks})  # fmt: skip
     for run in runs:
         if run["recipe"] == "recipe":
             probe_jobs.append({"kind": "probe", "name": f"random-seed{run['seed']}", "run": "random", "random_init": True,
-                               "seed": run["seed"], "model_dir": run["snapshots"][-1]["dir"], "data_dir": str(data_dir)})  # fmt: skip
+                               "seed": run["seed"], "model_dir": run["snapshots"][-1]["dir"], "data_dir": str(data_dir),
+                               "tasks": tasks})  # fmt: skip
     probes = run_jobs(probe_jobs, args.jobs, out_dir, args.resume)
 
     log(f"4/4 fine-tuning with {args.finetune_fraction:.0%} of the labels")
@@ -348,7 +373,7 @@ def main(argv=None) -> dict:
                                   "run": run["name"], "seed": run["seed"], "model_dir": snapshot["dir"],
                                   "cpu_minutes": snapshot["cpu_minutes"], "fraction": args.finetune_fraction,
                                   "finetune_steps": args.finetune_steps, "finetune_args": args.finetune_args,
-                                  "data_dir": str(data_dir),
+                                  "data_dir": str(data_dir), "tasks": tasks,
                                   "out_dir": str(out_dir / "finetune" / run["name"] / f"{snapshot['cpu_minutes']:.1f}")})  # fmt: skip
     for seed in [] if args.skip_finetune else seeds:
         recipe_run = next(r for r in runs if r["recipe"] == "recipe" and r["seed"] == seed)
@@ -356,7 +381,8 @@ def main(argv=None) -> dict:
                               "seed": seed, "model_dir": recipe_run["snapshots"][-1]["dir"], "cpu_minutes": 0.0,
                               "fraction": args.finetune_fraction, "finetune_steps": args.finetune_steps,
                               "finetune_args": args.finetune_args,
-                              "data_dir": str(data_dir), "out_dir": str(out_dir / "finetune" / f"scratch-seed{seed}")})  # fmt: skip
+                              "data_dir": str(data_dir), "tasks": tasks,
+                              "out_dir": str(out_dir / "finetune" / f"scratch-seed{seed}")})  # fmt: skip
     finetunes = run_jobs(finetune_jobs, args.jobs, out_dir, args.resume)
 
     results = {"runs": runs, "probes": probes, "finetunes": finetunes, "args": vars(args),

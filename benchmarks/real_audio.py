@@ -121,22 +121,23 @@ def _present(check: str) -> bool:
     return os.path.exists(check) if check.startswith("/") else shutil.which(check) is not None
 
 
-def missing_system_packages() -> list[str]:
-    """The Debian packages of `SYSTEM_REQUIREMENTS` whose binary or file is missing."""
-    return sorted({package for package, check in SYSTEM_REQUIREMENTS if not _present(check)})
+def missing_system_packages(requirements=SYSTEM_REQUIREMENTS) -> list[str]:
+    """The Debian packages of `requirements` ((package, binary or path) pairs) whose binary or file is missing."""
+    return sorted({package for package, check in requirements if not _present(check)})
 
 
-def ensure_system_packages(install: bool = True, verbose: bool = True) -> list[str]:
-    """Check that the binaries and data files the builders need exist; install missing packages with apt-get.
+def ensure_system_packages(install: bool = True, verbose: bool = True, requirements=SYSTEM_REQUIREMENTS) -> list[str]:
+    """Check that the binaries and data files the builders need (`requirements`: (Debian package, binary or path)
+    pairs) exist; install missing packages with apt-get.
 
     Runs `apt-get update` and `apt-get install -y --no-install-recommends PACKAGES` (as root, or through sudo when not
     root), printing what it does. Returns the list of packages it installed (empty when all were there). Raises
     `RuntimeError` when something is still missing (or `install=False` and something is missing).
     """
-    missing = missing_system_packages()
+    missing = missing_system_packages(requirements)
     if not missing:
         if verbose:
-            print(f"[real_audio] system packages: all {len(SYSTEM_REQUIREMENTS)} requirements present")
+            print(f"[real_audio] system packages: all {len(requirements)} requirements present")
         return []
     if not install:
         raise RuntimeError(f"missing Debian packages: {' '.join(missing)} (apt-get install -y {' '.join(missing)})")
@@ -152,7 +153,7 @@ def ensure_system_packages(install: bool = True, verbose: bool = True) -> list[s
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    still = missing_system_packages()
+    still = missing_system_packages(requirements)
     if still:
         raise RuntimeError(f"still missing after apt-get install: {' '.join(still)}")
     if verbose:
@@ -865,8 +866,10 @@ def _write_metadata_csv(directory: Path, clips: list[dict], columns: list[str]) 
                 writer.writerow([row["file"].split("/", 1)[1], *(row[c] for c in columns)])
 
 
-def _build_cached(directory: Path, params: dict, jobs: list[dict], num_proc: int, csv_columns: list[str]) -> dict:
-    """Load the manifest of `directory`, or run `jobs` into a temporary folder and rename it into place."""
+def _build_cached(directory: Path, params: dict, jobs: list[dict], num_proc: int, csv_columns: list[str],
+                  worker=_run_job) -> dict:  # fmt: skip
+    """Load the manifest of `directory`, or run `jobs` (each `worker(folder, job)`, a module-level function: it is
+    sent to the worker processes) into a temporary folder and rename it into place."""
     manifest = _read_manifest(directory, params)
     if manifest is not None:
         return manifest
@@ -876,14 +879,14 @@ def _build_cached(directory: Path, params: dict, jobs: list[dict], num_proc: int
     start = time.time()
     try:
         if num_proc <= 1:
-            results = [_run_job(str(tmp), job) for job in jobs]
+            results = [worker(str(tmp), job) for job in jobs]
         else:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             # Longest jobs first keeps both workers busy; results come back in job order whatever the schedule.
             order = sorted(range(len(jobs)), key=lambda i: -jobs[i].get("cost", 1.0))
             with ProcessPoolExecutor(num_proc, mp_context=context) as pool:
-                futures = {i: pool.submit(_run_job, str(tmp), jobs[i]) for i in order}
+                futures = {i: pool.submit(worker, str(tmp), jobs[i]) for i in order}
                 results = [futures[i].result() for i in range(len(jobs))]
         clips = [clip for result in results for clip in result]
         _write_metadata_csv(tmp, clips, csv_columns)
@@ -1194,14 +1197,14 @@ def pooled_log_mel(paths: list[str]) -> np.ndarray:
     return np.stack(feats).astype(np.float32)
 
 
-def baseline_scores(out_dir: str | os.PathLike, seed: int = 0) -> dict:
-    """Test accuracy of standardized mean+std pooled log-mel + logistic regression on each built task."""
+def baseline_scores(out_dir: str | os.PathLike, seed: int = 0, tasks=("keywords", "instruments")) -> dict:
+    """Test accuracy of standardized mean+std pooled log-mel + logistic regression on each built task of `tasks`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     scores = {}
-    for name in ("keywords", "instruments"):
+    for name in tasks:
         directory = Path(out_dir) / name
         clips = load_manifest(out_dir, name)["clips"]
         split = {s: [c for c in clips if c["split"] == s] for s in ("train", "test")}

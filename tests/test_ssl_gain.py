@@ -223,3 +223,44 @@ def test_learning_per_minute_pretraining_stops_once_its_last_snapshot_is_saved(t
     (snapshot,) = result["snapshots"]
     assert Path(snapshot["dir"], "config.json").is_file() and snapshot["cpu_minutes"] >= 0.0001
     assert result["history"][-1]["step"] == snapshot["step"] < result["total_steps"]
+
+
+def test_learning_per_minute_report_covers_the_tasks_the_run_was_given():
+    # A run on sound_events.py's task only (--tasks sound_events): its table and targets are about that task, and
+    # results recorded before --tasks existed read as ssl_gain.py's two tasks.
+    import learning_per_minute
+    import learning_per_minute_report as report
+
+    snapshot = {"dir": "out/pretrain/recipe-seed0/cpu-24min", "step": 900, "cpu_minutes": 23.5}
+    results = {
+        "args": {"tasks": "sound_events"},
+        "runs": [{"name": "recipe-seed0", "recipe": "recipe", "seed": 0, "snapshots": [snapshot]}],
+        "probes": [
+            {"run": "random", "model_dir": "", "scores": {"sound_events/mean": 0.5, "sound_events/freq-concat": 0.6}},
+            {
+                "run": "recipe-seed0",
+                "model_dir": snapshot["dir"],
+                "scores": {"sound_events/mean": 0.62, "sound_events/freq-concat": 0.63},
+            },
+        ],  # fmt: skip
+        "finetunes": [
+            {
+                "run": "recipe-seed0",
+                "model_dir": snapshot["dir"],
+                "cpu_minutes": 23.5,
+                "scores": {"sound_events": 0.7},
+            },
+            {"run": "scratch", "model_dir": snapshot["dir"], "cpu_minutes": 0.0, "scores": {"sound_events": 0.6}},
+        ],
+    }
+    table = report.markdown(results)
+    assert "| pre-training | CPU-min | steps | sound_events mean | sound_events freq-concat |" in table
+    assert "| tiny-cpu.json | 23.5 | 900 | 62.0 | 63.0 |" in table
+    assert "keywords" not in table
+    assert report.targets(results) == [
+        "sound_events, probe (mean): recipe +12.0 points vs random init (target +10): met",
+        "sound_events, probe (freq-concat): recipe +3.0 points vs random init (target +5): MISSED",
+        "sound_events, fine-tuning at 10 % labels: recipe +10.0 points vs scratch (target +5): met",
+    ]
+    assert report._tasks({"args": {}}) == ("keywords", "instruments")
+    assert learning_per_minute.parse_args([]).tasks == "keywords,instruments"
