@@ -280,7 +280,10 @@ def run_jobs(jobs: list[dict], parallel: int, out_dir: Path, resume: bool = Fals
         result_file = out_dir / "jobs" / f"{job['kind']}-{job['name']}.json"
         result_file.parent.mkdir(parents=True, exist_ok=True)
         if resume and result_file.exists():
-            return json.loads(result_file.read_text())
+            kept = json.loads(result_file.read_text())
+            # A probe or fine-tuning result counts only for the tasks it was run on (before --tasks: ssl_gain.py's).
+            if "tasks" not in job or kept.get("tasks", list(TASKS)) == job["tasks"]:
+                return kept
         log_file = result_file.with_suffix(".log")
         with open(log_file, "w") as handle:
             code = subprocess.call(

@@ -264,3 +264,34 @@ def test_learning_per_minute_report_covers_the_tasks_the_run_was_given():
     ]
     assert report._tasks({"args": {}}) == ("keywords", "instruments")
     assert learning_per_minute.parse_args([]).tasks == "keywords,instruments"
+
+
+def test_learning_per_minute_resumes_a_job_only_for_the_tasks_it_was_run_on(tmp_path, monkeypatch):
+    # --resume keeps a finished job's result, but a probe run on other tasks is run again (its scores would lack the
+    # new task); results written before --tasks count as ssl_gain.py's two tasks, and pre-training jobs have none.
+    import json
+
+    import learning_per_minute
+
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    (jobs_dir / "probe-old.json").write_text(json.dumps({"name": "old", "scores": {"keywords/mean": 0.5}}))
+    (jobs_dir / "pretrain-run.json").write_text(json.dumps({"name": "run", "snapshots": []}))
+    spawned = []
+
+    def fake_call(command, **kwargs):  # stands in for the job's subprocess: writes its result file
+        job = json.loads(command[command.index("--job") + 1])
+        spawned.append(job["name"])
+        Path(job["result_file"]).write_text(json.dumps({**job, "scores": {"sound_events/mean": 0.7}}))
+        return 0
+
+    monkeypatch.setattr(learning_per_minute.subprocess, "call", fake_call)
+    old = {"kind": "probe", "name": "old"}
+    kept = learning_per_minute.run_jobs(
+        [{**old, "tasks": ["keywords", "instruments"]}, {"kind": "pretrain", "name": "run"}], 1, tmp_path, resume=True
+    )
+    assert spawned == [] and kept[0]["scores"] == {"keywords/mean": 0.5}
+    rerun = learning_per_minute.run_jobs([{**old, "tasks": ["sound_events"]}], 1, tmp_path, resume=True)
+    assert spawned == ["old"] and rerun[0]["scores"] == {"sound_events/mean": 0.7}
+    again = learning_per_minute.run_jobs([{**old, "tasks": ["sound_events"]}], 1, tmp_path, resume=True)
+    assert spawned == ["old"] and again == rerun
